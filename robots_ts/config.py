@@ -1,0 +1,122 @@
+"""Typed configs: dataclasses with defaults, loaded from YAML, overridden by dotted ``key=value``.
+
+OmegaConf's structured configs do the merging and type checks; this module turns its errors into
+messages that name the key and the expected type, and rejects unknown keys before any work starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Sequence, Type, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key."""
+
+
+@dataclass
+class DepthConfig:
+    width: int = 64
+    height: int = 64
+    near: float = 0.1        # metres; depth is clipped to [near, far]
+    far: float = 2.5
+    camera: str = "scene"
+
+
+@dataclass
+class PointsConfig:
+    num_points: int = 512
+    width: int = 96           # resolution of the depth render the cloud is back-projected from
+    height: int = 96
+    crop_low: list[float] = field(default_factory=lambda: [-0.1, -0.6, -0.02])
+    crop_high: list[float] = field(default_factory=lambda: [1.0, 0.6, 0.8])
+    remove_table: bool = True
+    voxel: float = 0.008      # metres; 0 disables the voxel grid
+    downsample: str = "voxel"  # "voxel" (numpy, seeded random subset) or "fps" (open3d)
+
+
+@dataclass
+class CurriculumConfig:
+    name: str = "none"        # none (uniform over the task's bounds) | random | alp_gmm | covar_gmm | ...
+    reward: str = "success"   # what each episode reports back: success | return
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EnvConfig:
+    task: str = "Reach"
+    num_envs: int = 16
+    obs_groups: list[str] = field(default_factory=lambda: ["proprio", "privileged"])
+    control: str = "ee"               # ee | joint
+    control_hz: float = 25.0
+    episode_steps: int = 0            # 0: the task's default
+    terminate_on_success: bool = True
+    num_threads: int = 0              # 0: one per core, at most one per world
+    init_noise: float = 0.02          # radians of uniform noise on the home joint pose at reset
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    points: PointsConfig = field(default_factory=PointsConfig)
+    params: dict[str, list[float]] = field(default_factory=dict)       # bounds overrides by name
+    reward_scales: dict[str, float] = field(default_factory=dict)      # term scale overrides
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    randomization: dict[str, Any] = field(default_factory=dict)
+
+
+def _type_name(cls: Type, key: str) -> str:
+    node: Any = cls
+    for part in key.split("."):
+        if not is_dataclass(node):
+            return "a value"
+        match = [f for f in fields(node) if f.name == part]
+        if not match:
+            return "a value"
+        node = match[0].type
+        if isinstance(node, str):
+            node = eval(node, vars(__import__(cls.__module__, fromlist=["_"])))  # noqa: S307 (our own annotations)
+    return getattr(node, "__name__", str(node))
+
+
+def load_config(cls: Type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """Build a ``cls`` from defaults, then a YAML file, then ``key=value`` overrides.
+
+    Unknown keys and values of the wrong type raise :class:`ConfigError` naming the key.
+    """
+    base = OmegaConf.structured(cls)
+    layers = []
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        layers.append(("file " + str(path), OmegaConf.load(path)))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        layers.append((f"override {item!r}", OmegaConf.from_dotlist([item])))
+    cfg = base
+    for where, layer in layers:
+        try:
+            cfg = OmegaConf.merge(cfg, layer)
+        except (ConfigKeyError, ConfigAttributeError) as exc:
+            raise ConfigError(f"{where}: unknown config key {exc.full_key!r} for {cls.__name__}") from None
+        except ValidationError as exc:
+            key = exc.full_key
+            raise ConfigError(f"{where}: config key {key!r} expects {_type_name(cls, key)}, "
+                              f"got {exc.value!r}") from None
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return OmegaConf.to_object(cfg)
+
+
+def to_dict(cfg: Any) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    from robots_ts.runs import atomic_write_text
+
+    atomic_write_text(Path(path), OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+

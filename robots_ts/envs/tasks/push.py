@@ -1,0 +1,100 @@
+"""Push: push a cube into a goal disc on the table.
+
+Parameters: cube half-size, friction, mass and the goal's distance from the cube. The cube's
+pose and velocity, friction and mass are privileged; the goal position is the command that
+teacher and student both receive.
+"""
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from robots_ts.envs.params import ParamSpace
+from robots_ts.envs.tasks.base import StateBatch, Task, free_joint_slices, set_box, toward
+
+GOAL_RADIUS = 0.05
+CUBE_X = (0.42, 0.58)
+CUBE_Y = (-0.15, 0.15)
+
+
+class Push(Task):
+    name = "Push"
+    xml = "push.xml"
+    params = ParamSpace(("half_size", "friction", "mass", "goal_distance"),
+                        np.array([0.02, 0.3, 0.05, 0.08]), np.array([0.03, 1.0, 0.5, 0.2]))
+    episode_steps = 120
+    changes_inertia = True
+    command_dim = 3
+    privileged_dim = 3 + 4 + 3 + 3 + 3 + 3 + 3
+    reward_scales = {"reach": 0.2, "push": 1.0, "progress": 0.0, "success": 2.0, "action_rate": -0.01}
+
+    def setup(self, model: mujoco.MjModel) -> None:
+        self.qpos_sl, self.qvel_sl = free_joint_slices(model, "cube")
+        self.geom = model.geom("cube").id
+        self.goal_mocap = model.body("goal").mocapid[0]
+
+    def reset_world(self, model, data, params, rng):
+        half, friction, mass, goal_dist = params
+        set_box(model, self.geom, np.full(3, half), mass)
+        model.geom_friction[self.geom, 0] = friction
+        cube = np.array([rng.uniform(*CUBE_X), rng.uniform(*CUBE_Y)])
+        # Goal in a direction the arm can push toward: away from the base or sideways.
+        for _ in range(100):
+            ang = rng.uniform(-np.pi, np.pi)
+            goal = cube + goal_dist * np.array([np.cos(ang), np.sin(ang)])
+            if 0.35 <= goal[0] <= 0.72 and abs(goal[1]) <= 0.3:
+                break
+        data.qpos[self.qpos_sl] = [cube[0], cube[1], half, 1, 0, 0, 0]
+        data.mocap_pos[self.goal_mocap] = [goal[0], goal[1], 0.001]
+        return np.array([goal[0], goal[1], 0.0])
+
+    def cube_pos(self, s: StateBatch) -> np.ndarray:
+        return s.qpos[:, self.qpos_sl][:, :3]
+
+    def privileged(self, s):
+        pose = s.qpos[:, self.qpos_sl]
+        vel = s.qvel[:, self.qvel_sl]
+        p = s.params
+        return np.concatenate([pose[:, :3], pose[:, 3:], vel[:, :3], vel[:, 3:], pose[:, :3] - s.ee_pos,
+                               s.command - pose[:, :3], p[:, [0, 1, 2]]], axis=1)
+
+    def reward_terms(self, s):
+        cube = self.cube_pos(s)
+        goal_d = np.linalg.norm((s.command - cube)[:, :2], axis=1)
+        # The hand should sit behind the cube, on the side away from the goal.
+        away = (cube - s.command)[:, :2] / np.maximum(goal_d, 1e-6)[:, None]
+        behind = cube.copy()
+        behind[:, :2] += away * (s.params[:, :1] + 0.02)
+        reach_d = np.linalg.norm(behind - s.ee_pos, axis=1)
+        return {"reach": 1.0 - np.tanh(reach_d / 0.1), "push": 1.0 - np.tanh(goal_d / 0.1),
+                "progress": -goal_d, "success": (goal_d < GOAL_RADIUS).astype(np.float64)}
+
+    def success(self, s):
+        return np.linalg.norm((s.command - self.cube_pos(s))[:, :2], axis=1) < GOAL_RADIUS
+
+    def scripted_action(self, s, phase):
+        """Go behind the cube (phase 0), lower (1), push through the goal (2)."""
+        cube = self.cube_pos(s)
+        half = s.params[:, 0]
+        d = (s.command - cube)[:, :2]
+        u = d / np.maximum(np.linalg.norm(d, axis=1), 1e-6)[:, None]
+        behind = cube[:, :2] - u * (half[:, None] + 0.035)
+        a = np.zeros((len(cube), 4))
+        a[:, 3] = -1.0
+        phase = phase.copy()
+        xy_err = np.linalg.norm(behind - s.ee_pos[:, :2], axis=1)
+        phase[(phase == 0) & (xy_err < 0.01)] = 1
+        phase[(phase == 1) & (s.ee_pos[:, 2] < half + 0.02)] = 2
+        # Fell off the line behind the cube: start over from above.
+        lateral = np.abs(np.cross(np.c_[u, np.zeros(len(u))], np.c_[cube[:, :2] - s.ee_pos[:, :2], np.zeros(len(u))])[:, 2])
+        phase[(phase == 2) & (lateral > 0.025)] = 0
+        hover = 0.1
+        tgt = np.zeros((len(cube), 3))
+        p0, p1, p2 = phase == 0, phase == 1, phase == 2
+        tgt[p0, :2], tgt[p0, 2] = behind[p0], np.maximum(hover, s.ee_pos[p0, 2])
+        tgt[p0 & (xy_err < 0.03), 2] = hover
+        tgt[p1, :2], tgt[p1, 2] = behind[p1], half[p1] * 0.8
+        tgt[p2, :2] = s.command[p2, :2] - u[p2] * (half[p2, None] + 0.01)
+        tgt[p2, 2] = half[p2] * 0.8
+        a[:, :3] = toward(tgt - s.ee_pos)
+        return a, phase
