@@ -73,3 +73,46 @@ def read_jsonl(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Numpy arrays and scalars to tagged JSON values (``from_jsonable`` restores them)."""
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype), "shape": list(obj.shape)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    return obj
+
+
+def from_jsonable(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, dict):
+        if "__ndarray__" in obj:
+            return np.asarray(obj["__ndarray__"], dtype=obj["dtype"]).reshape(obj["shape"])
+        return {k: from_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_jsonable(v) for v in obj]
+    return obj
+
+
+def write_run_meta(run_dir: Path, kind: str, **extra: Any) -> None:
+    import time
+
+    from robots_ts import __version__
+
+    atomic_write_json(Path(run_dir) / "run.json", {"kind": kind, "robots_ts_version": __version__,
+                                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
+
+
+def read_run_meta(run_dir: Path) -> dict:
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no run.json)")
+    return json.loads(path.read_text())

@@ -102,6 +102,9 @@ class PointCloudMaker:
             self.low = self.low.copy()
             self.low[2] = max(self.low[2], table_z + 0.004)
         self.voxel = float(voxel)
+        if self.voxel > 0:
+            span = np.ceil((self.high - self.low) / self.voxel).astype(np.int64) + 1
+            self._ny, self._nz = int(span[1]), int(span[2])
         self.downsample = downsample
         self.far = float(far)
 
@@ -114,8 +117,11 @@ class PointCloudMaker:
             out[:] = 0.0
             return out
         if self.voxel > 0:
-            keys = np.floor(pts / self.voxel).astype(np.int64)
-            _, first = np.unique(keys, axis=0, return_index=True)
+            # One int64 key per voxel (crop box offsets keep indices non-negative): a 1-D unique is
+            # several times faster than np.unique(axis=0) over rows.
+            idx = np.floor((pts - self.low) / self.voxel).astype(np.int64)
+            keys = (idx[:, 0] * self._ny + idx[:, 1]) * self._nz + idx[:, 2]
+            _, first = np.unique(keys, return_index=True)
             pts = pts[np.sort(first)]
         n = len(pts)
         if self.downsample == "fps" and n > self.num_points:

@@ -18,6 +18,8 @@ from robots_ts.envs.world import WorldBatch
 
 
 class BatchedEnv(VecEnv):
+    render_mode = None
+
     def __init__(self, cfg: EnvConfig, seed: int = 0, sampler=None):
         self.world = WorldBatch(cfg, seed=seed, sampler=sampler)
         super().__init__(cfg.num_envs, self.world.observation_space, self.world.action_space)

@@ -101,7 +101,7 @@ class WorldBatch:
             self.points = np.zeros((n, pc.num_points, 3), np.float32)
             self._points_depth = np.zeros((n, pc.height, pc.width), np.float32)
             d = mujoco.MjData(model)
-            mujoco.mj_kinematics(model, d)
+            mujoco.mj_forward(model, d)  # camera poses come from mj_camlight, part of forward
             cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, self.cfg.depth.camera)
             if cam < 0:
                 raise ValueError(f"camera {self.cfg.depth.camera!r} is not in the model")

@@ -1,0 +1,95 @@
+"""``robots-ts bench envs``: env throughput against the raw physics limit on the same cores.
+
+For every (task, obs mode, num_envs) record: ``env_steps_per_s`` of the batched env under random
+actions (auto-resets included); ``physics_limit_steps_per_s``, the rate of bare ``mj_step`` calls on
+the same model, one thread per worker, measured in the same run, divided by the physics substeps of
+one env step; and their ``ratio``. Medians over ``repeats`` alternating measurements.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import mujoco
+import numpy as np
+
+from robots_ts.config import EnvConfig
+from robots_ts.envs.vec_env import BatchedEnv
+
+MODES = {"state": ["proprio", "privileged"], "depth": ["proprio", "depth"], "points": ["proprio", "points"]}
+
+
+def _env_rate(env: BatchedEnv, seconds: float, rng: np.random.Generator) -> float:
+    n = env.num_envs
+    actions = rng.uniform(-1, 1, (64, n, env.world.action_dim))
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        env.step(actions[steps % 64])
+        steps += 1
+    return steps * n / (time.perf_counter() - t0)
+
+
+def _physics_rate(env: BatchedEnv, seconds: float) -> float:
+    """Bare mj_step rate of the env's worlds, each worker thread stepping its own chunk."""
+    w = env.world
+    chunk = 50
+
+    def work(k, res):
+        ids = w._chunks[k]
+        datas = [mujoco.MjData(w.models[i]) for i in ids]
+        for i, d in zip(ids, datas):
+            d.qpos[:] = w.datas[i].qpos
+            d.ctrl[:] = w.datas[i].ctrl
+        count, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for i, d in zip(ids, datas):
+                mujoco.mj_step(w.models[i], d, nstep=chunk)
+            count += chunk * len(ids)
+        return count, time.perf_counter() - t0
+
+    res = w.pool.run(work)
+    return sum(c for c, _ in res) / max(t for _, t in res) / w.substeps
+
+
+def bench_envs(tasks=("Reach", "Push", "Lift"), modes=("state", "depth", "points"), num_envs=(16, 64),
+               seconds: float = 2.0, repeats: int = 3, seed: int = 0) -> list[dict]:
+    records = []
+    rng = np.random.default_rng(seed)
+    for task in tasks:
+        for mode in modes:
+            for n in num_envs:
+                env = BatchedEnv(EnvConfig(task=task, num_envs=n, obs_groups=MODES[mode]), seed=seed)
+                env.reset()
+                _env_rate(env, 0.3, rng)  # warm up: contexts, caches
+                env_rates, phys_rates = [], []
+                for _ in range(repeats):
+                    env_rates.append(_env_rate(env, seconds, rng))
+                    phys_rates.append(_physics_rate(env, seconds / 2))
+                env.close()
+                e, p = statistics.median(env_rates), statistics.median(phys_rates)
+                records.append({"task": task, "backend": "mujoco", "obs_mode": mode, "num_envs": n,
+                                "env_steps_per_s": round(e, 1), "physics_limit_steps_per_s": round(p, 1),
+                                "ratio": round(e / p, 3), "workers": env.world.pool.num_workers,
+                                "substeps": env.world.substeps})
+    return records
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="robots-ts bench envs", description=__doc__)
+    ap.add_argument("--json", action="store_true", help="print one JSON list (default: a table)")
+    ap.add_argument("--tasks", nargs="+", default=["Reach", "Push", "Lift"])
+    ap.add_argument("--modes", nargs="+", default=["state", "depth", "points"], choices=list(MODES))
+    ap.add_argument("--num-envs", nargs="+", type=int, default=[16, 64])
+    ap.add_argument("--seconds", type=float, default=1.5, help="length of one measurement")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    recs = bench_envs(args.tasks, args.modes, args.num_envs, args.seconds, args.repeats)
+    if args.json:
+        print(json.dumps(recs, indent=1))
+    else:
+        for r in recs:
+            print(f"{r['task']:6s} {r['obs_mode']:7s} n={r['num_envs']:4d}  {r['env_steps_per_s']:9.0f} steps/s  "
+                  f"limit {r['physics_limit_steps_per_s']:9.0f}  ratio {r['ratio']:.2f}")
+    return 0

@@ -1,0 +1,157 @@
+"""The ``robots-ts`` command: parse, load config, call a function."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+
+def cmd_train_teacher(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="robots-ts train-teacher",
+                                 description="Train a privileged-state PPO teacher.")
+    ap.add_argument("config", nargs="?", help="YAML config, e.g. configs/teacher/reach.yaml")
+    ap.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. ppo.learning_rate=1e-4")
+    ap.add_argument("--run-dir", help="output directory (default runs/teacher_<task>_s<seed>)")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--total-steps", type=int)
+    ap.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    args, extra = ap.parse_known_args(argv)
+    bad = [e for e in extra if "=" not in e]
+    if bad:
+        ap.error(f"unrecognized arguments: {' '.join(bad)}")
+    args.overrides += extra
+    from robots_ts.config import ConfigError, load_config
+    from robots_ts.policies.ppo_train import train_teacher, validate
+    from robots_ts.policies.teacher_config import TeacherConfig
+
+    if args.resume:
+        run = train_teacher(run_dir=args.resume, resume=True)
+        print(f"run directory: {run}")
+        return 0
+    if args.config and "=" in args.config:
+        args.overrides.insert(0, args.config)
+        args.config = None
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.total_steps is not None:
+        overrides.append(f"total_steps={args.total_steps}")
+    try:
+        cfg = load_config(TeacherConfig, args.config, overrides)
+        validate(cfg)
+    except (ConfigError, ValueError) as exc:
+        print(f"robots-ts train-teacher: {exc}", file=sys.stderr)
+        return 2
+    run_dir = Path(args.run_dir or f"runs/teacher_{cfg.env.task.lower()}_s{cfg.seed}")
+    run = train_teacher(cfg, run_dir)
+    print(f"run directory: {run}")
+    return 0
+
+
+def load_policy(run_dir: Path, checkpoint: str = "best"):
+    from robots_ts.runs import read_run_meta
+
+    kind = read_run_meta(run_dir).get("kind")
+    if kind == "teacher":
+        from robots_ts.policies.teacher import load_teacher
+
+        return load_teacher(run_dir, checkpoint)
+    if kind in ("student", "residual"):
+        from robots_ts.policies.student_io import load_student
+
+        return load_student(run_dir, checkpoint)
+    raise ValueError(f"{run_dir}: unknown run kind {kind!r}")
+
+
+def cmd_evaluate(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="robots-ts evaluate", description="Evaluate any run's policy.")
+    ap.add_argument("run_dir")
+    ap.add_argument("--episodes", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--num-envs", type=int, default=16)
+    ap.add_argument("--checkpoint", default="best", help="best | latest | a checkpoint file")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument("--video", help="write rollouts of world 0 to this .mp4 or .gif")
+    ap.add_argument("--param-grid", type=int, metavar="N",
+                    help="evaluate on an N-per-dimension grid over the task's parameter space")
+    ap.add_argument("--grid-episodes", type=int, default=4, help="episodes per grid cell")
+    ap.add_argument("--threshold", type=float, default=0.75, help="success rate at which a grid cell is mastered")
+    args = ap.parse_args(argv)
+    from robots_ts.evaluate import rollout_policy
+
+    run_dir = Path(args.run_dir)
+    try:
+        policy = load_policy(run_dir, args.checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"robots-ts evaluate: {exc}", file=sys.stderr)
+        return 2
+    if args.param_grid:
+        from robots_ts.grid_eval import evaluate_grid
+
+        res = evaluate_grid(policy, policy.env_cfg, args.param_grid, args.grid_episodes, args.seed,
+                            args.num_envs, args.threshold, out_dir=run_dir)
+    else:
+        res = rollout_policy(policy, policy.env_cfg, episodes=args.episodes, seed=args.seed,
+                             num_envs=args.num_envs, video=args.video)
+    res["run_dir"] = str(run_dir)
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        for k, v in res.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def cmd_bench(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: robots-ts bench {envs,curriculum,teacher,distill} [options]\n"
+              "Measurements that print JSON (see each one's --help).")
+        return 0 if argv else 2
+    which, rest = argv[0], argv[1:]
+    import importlib
+
+    modules = {"envs": "robots_ts.bench.envs", "curriculum": "robots_ts.bench.curriculum",
+               "teacher": "robots_ts.bench.teacher", "distill": "robots_ts.bench.distill"}
+    if which not in modules:
+        print(f"robots-ts bench: unknown benchmark {which!r}; choose from {sorted(modules)}", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(modules[which]).main(rest) or 0)
+
+
+def cmd_distill(argv: list[str]) -> int:
+    from robots_ts.policies.dagger import distill_main
+
+    return int(distill_main(argv) or 0)
+
+
+def cmd_demo(argv: list[str]) -> int:
+    from robots_ts.demo import main
+
+    return int(main(argv) or 0)
+
+
+COMMANDS = {"train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "distill": cmd_distill,
+            "demo": cmd_demo, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: robots-ts {" + ",".join(COMMANDS) + "} ...\n\n"
+              "  train-teacher  train a privileged-state PPO teacher\n"
+              "  distill        DAgger-distill a depth / point-cloud student from a teacher\n"
+              "  evaluate       success rate (95% CI), returns, videos, parameter grids of any run\n"
+              "  demo           teacher -> depth and point-cloud students on Reach, with a report\n"
+              "  bench          measurements that print JSON")
+        return 0 if argv else 2
+    cmd = COMMANDS.get(argv[0])
+    if cmd is None:
+        print(f"robots-ts: unknown command {argv[0]!r}; choose from {list(COMMANDS)}", file=sys.stderr)
+        return 2
+    return cmd(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

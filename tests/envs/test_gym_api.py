@@ -1,0 +1,79 @@
+"""The Gymnasium contract on every task and observation mode, and bad input."""
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from robots_ts.config import EnvConfig
+from robots_ts.envs import TASKS
+from robots_ts.envs.vec_env import BatchedEnv
+
+MODES = {"state": ["proprio", "privileged"], "depth": ["proprio", "depth"], "points": ["proprio", "points"],
+         "all": ["proprio", "privileged", "depth", "points"]}
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_check_env(task, mode):
+    env = gym.make(f"robots_ts/{task}-v0", obs_groups=MODES[mode],
+                   depth={"width": 32, "height": 32}, points={"num_points": 128, "width": 48, "height": 48})
+    try:
+        check_env(env.unwrapped, skip_render_check=True)
+        obs, _ = env.reset(seed=0)
+        assert set(obs) == set(MODES[mode])
+        assert env.observation_space.contains(obs)
+    finally:
+        env.close()
+
+
+def test_unknown_task_and_group_are_named():
+    with pytest.raises(ValueError, match="Stack.*available tasks"):
+        BatchedEnv(EnvConfig(task="Stack"))
+    with pytest.raises(ValueError, match="rgb"):
+        BatchedEnv(EnvConfig(task="Reach", obs_groups=["proprio", "rgb"]))
+
+
+def test_bad_actions_raise_and_out_of_range_is_clipped():
+    env = BatchedEnv(EnvConfig(task="Reach", num_envs=2), seed=3)
+    env.reset()
+    with pytest.raises(ValueError, match=r"shape \(2, 3\).*expected \(2, 4\)"):
+        env.step(np.zeros((2, 3)))
+    bad = np.zeros((2, 4))
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or inf at \(world, index\) \[\[1, 2\]\]"):
+        env.step(bad)
+    bad[1, 2] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        env.step(bad)
+    env.close()
+    # A finite action beyond [-1, 1] acts exactly like the clipped action.
+    a, b = (BatchedEnv(EnvConfig(task="Reach", num_envs=2), seed=3) for _ in range(2))
+    oa, ob = a.reset(), b.reset()
+    for _ in range(3):
+        oa, *_ = a.step(np.full((2, 4), 5.0))
+        ob, *_ = b.step(np.full((2, 4), 1.0))
+    np.testing.assert_array_equal(oa["proprio"][:, :19], ob["proprio"][:, :19])
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("bounds,match", [({"mass": [0.5, 0.1]}, "low must be < high"),
+                                          ({"mass": [0.1, float("nan")]}, "finite"),
+                                          ({"weight": [0.1, 0.2]}, "unknown task parameter 'weight'"),
+                                          ({"mass": [0.1]}, r"\[low, high\]")])
+def test_invalid_parameter_bounds(bounds, match):
+    with pytest.raises(ValueError, match=match):
+        BatchedEnv(EnvConfig(task="Push", num_envs=1, params=bounds))
+
+
+def test_parameters_stay_in_bounds_and_reach_the_model():
+    env = BatchedEnv(EnvConfig(task="Lift", num_envs=4, params={"mass": [0.3, 0.31]}), seed=1)
+    env.reset()
+    w = env.world
+    p = w.state.params
+    assert np.all(p >= w.param_space.low) and np.all(p <= w.param_space.high)
+    geom = w.task.geom
+    for i in range(4):
+        np.testing.assert_allclose(w.models[i].geom_size[geom], p[i, :3])
+        assert w.models[i].body_mass[w.models[i].geom_bodyid[geom]] == pytest.approx(p[i, 3])
+    env.close()

@@ -1,0 +1,94 @@
+"""Depth and point clouds against known geometry: a box of known pose and size on the table."""
+import mujoco
+import numpy as np
+import pytest
+
+from robots_ts.config import DepthConfig, EnvConfig, PointsConfig
+from robots_ts.envs.sensors import camera_rays
+from robots_ts.envs.vec_env import BatchedEnv
+
+BOX_CENTER = np.array([0.62, 0.12, 0.03])
+BOX_HALF = np.array([0.03, 0.03, 0.03])
+
+
+def _lift_env(groups, width=128, height=128, remove_table=True):
+    env = BatchedEnv(EnvConfig(task="Lift", num_envs=1, obs_groups=groups,
+                               depth=DepthConfig(width=width, height=height),
+                               points=PointsConfig(width=width, height=height, remove_table=remove_table,
+                                                   num_points=1024)), seed=0)
+    env.reset()
+    w = env.world
+    m, d = w.models[0], w.datas[0]
+    geom = w.task.geom
+    m.geom_size[geom] = BOX_HALF
+    m.geom_rbound[geom] = np.linalg.norm(BOX_HALF)
+    m.geom_aabb[geom, 3:] = BOX_HALF
+    d.qpos[w.task.qpos_sl] = [*BOX_CENTER, 1, 0, 0, 0]
+    mujoco.mj_forward(m, d)
+    w.pool.run(lambda k, res: w._render(0, res))
+    cam = m.camera("scene").id
+    return env, d.cam_xpos[cam].copy(), d.cam_xmat[cam].reshape(3, 3).copy(), float(m.cam_fovy[cam])
+
+
+def test_depth_equals_distance_to_known_surfaces():
+    env, cam_pos, cam_rot, fovy = _lift_env(["depth"])
+    depth = env.world.observe()["depth"][0, 0]
+    rays = camera_rays(128, 128, fovy) @ cam_rot.T          # world directions, unit optical component
+    checked = {"box_top": 0, "table": 0}
+    for v in range(0, 128, 3):
+        for u in range(0, 128, 3):
+            ray = rays[v, u]
+            # Box top face: plane z = 0.06 within the face's extent.
+            t_top = (BOX_CENTER[2] + BOX_HALF[2] - cam_pos[2]) / ray[2]
+            p = cam_pos + t_top * ray
+            if np.all(np.abs(p[:2] - BOX_CENTER[:2]) < BOX_HALF[:2] - 0.004):
+                assert depth[v, u] == pytest.approx(t_top, abs=0.005)
+                checked["box_top"] += 1
+                continue
+            # Open table, well away from the box and the robot.
+            t_tab = -cam_pos[2] / ray[2]
+            p = cam_pos + t_tab * ray
+            if 0.45 < p[0] < 0.95 and abs(p[1]) < 0.5 and np.linalg.norm(p[:2] - BOX_CENTER[:2]) > 0.12:
+                assert depth[v, u] == pytest.approx(t_tab, abs=0.005)
+                checked["table"] += 1
+    assert checked["box_top"] >= 5 and checked["table"] >= 50
+    env.close()
+
+
+def test_depth_is_clipped_to_near_far():
+    env, *_ = _lift_env(["depth"], 64, 64)
+    depth = env.world.observe()["depth"]
+    c = env.cfg.depth
+    assert depth.min() >= c.near and depth.max() <= c.far
+    env.close()
+
+
+def _box_surface_distance(p: np.ndarray) -> np.ndarray:
+    q = np.abs(p - BOX_CENTER) - BOX_HALF
+    outside = np.linalg.norm(np.maximum(q, 0), axis=1)
+    inside = np.minimum(np.max(q, axis=1), 0)
+    return np.abs(outside + inside)
+
+
+@pytest.mark.parametrize("remove_table", [True, False])
+def test_points_lie_on_true_surfaces(remove_table):
+    env, *_ = _lift_env(["points"], remove_table=remove_table)
+    pts = env.world.observe()["points"][0].astype(np.float64)
+    assert pts.shape == (1024, 3)
+    near_box = np.all(np.abs(pts - BOX_CENTER) < BOX_HALF + 0.02, axis=1)
+    # Every point near the box lies on the box or (when kept) on the table around it.
+    dist = _box_surface_distance(pts[near_box])
+    if not remove_table:
+        dist = np.minimum(dist, np.abs(pts[near_box, 2]))
+    assert dist.max() < 0.005
+    assert (_box_surface_distance(pts[near_box]) < 0.005).sum() >= 8
+    on_table = pts[:, 2] < 0.01
+    if remove_table:
+        # Only the plane goes: what stands on the table (box sides, robot base) starts 4 mm up.
+        assert pts[:, 2].min() >= 0.004 - 1e-6
+    else:
+        far_from_box = np.linalg.norm(pts[:, :2] - BOX_CENTER[:2], axis=1) > 0.06
+        tab = pts[on_table & far_from_box & (pts[:, 0] > 0.3)]
+        assert len(tab) >= 50
+        assert np.abs(tab[:, 2]).max() < 0.005
+    env.close()
