@@ -27,7 +27,7 @@ def cmd_train_teacher(argv: list[str]) -> int:
     from robots_ts.policies.teacher_config import TeacherConfig
 
     if args.resume:
-        run = train_teacher(run_dir=args.resume, resume=True)
+        run = train_teacher(run_dir=args.resume, resume=True, total_steps=args.total_steps)
         print(f"run directory: {run}")
         return 0
     if args.config and "=" in args.config:

@@ -120,3 +120,12 @@ def save_config(cfg: Any, path: str | Path) -> None:
 
     atomic_write_text(Path(path), OmegaConf.to_yaml(OmegaConf.structured(cfg)))
 
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def config_path(relative: str) -> Path:
+    """``configs/<relative>`` from the working directory if it is there, else from the source tree."""
+    local = Path("configs") / relative
+    return local if local.exists() else REPO_ROOT / "configs" / relative

@@ -214,13 +214,23 @@ def restore_state(state: dict, env: BatchedEnv, cb_state: dict) -> None:
     cb_state.update(state["callback"])
 
 
-def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None = None, resume: bool = False) -> Path:
-    """Train (or, with ``resume``, continue) a teacher; returns the run directory."""
+def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None = None, resume: bool = False,
+                  total_steps: int | None = None) -> Path:
+    """Train (or, with ``resume``, continue) a teacher; returns the run directory.
+
+    On resume, ``total_steps`` may extend (or shorten) the run; the learning-rate schedule then
+    follows the new total.
+    """
     from robots_ts.config import load_config
 
     run_dir = Path(run_dir)
     if resume:
+        if not (run_dir / "config.yaml").exists():
+            raise FileNotFoundError(f"{run_dir} holds no teacher run to resume (no config.yaml)")
         cfg = load_config(TeacherConfig, run_dir / "config.yaml")
+        if total_steps is not None:
+            cfg.total_steps = int(total_steps)
+            save_config(cfg, run_dir / "config.yaml")
     validate(cfg)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)

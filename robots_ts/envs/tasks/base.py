@@ -58,7 +58,9 @@ class Task(ABC):
     episode_steps: int = 100
     command_dim: int = 0
     privileged_dim: int = 0
-    # Reward term scales; configs may override any of them by name.
+    # Reward term scales; configs may override any of them by name. Episodes end on success, so
+    # the dense terms are costs (scaled <= 0 per step) and success is a one-off bonus: a positive
+    # per-step term would teach the policy to hover short of success to keep collecting it.
     reward_scales: dict[str, float] = {}
     # Whether reset_world changes masses or inertias (then derived model constants are refreshed).
     changes_inertia: bool = False

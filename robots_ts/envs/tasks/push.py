@@ -26,7 +26,7 @@ class Push(Task):
     changes_inertia = True
     command_dim = 3
     privileged_dim = 3 + 4 + 3 + 3 + 3 + 3 + 3
-    reward_scales = {"reach": 0.2, "push": 1.0, "progress": 0.0, "success": 2.0, "action_rate": -0.01}
+    reward_scales = {"reach": -1.0, "push": -2.0, "success": 10.0, "action_rate": -0.005}
 
     def setup(self, model: mujoco.MjModel) -> None:
         self.qpos_sl, self.qvel_sl = free_joint_slices(model, "cube")
@@ -66,8 +66,8 @@ class Push(Task):
         behind = cube.copy()
         behind[:, :2] += away * (s.params[:, :1] + 0.02)
         reach_d = np.linalg.norm(behind - s.ee_pos, axis=1)
-        return {"reach": 1.0 - np.tanh(reach_d / 0.1), "push": 1.0 - np.tanh(goal_d / 0.1),
-                "progress": -goal_d, "success": (goal_d < GOAL_RADIUS).astype(np.float64)}
+        return {"reach": np.tanh(reach_d / 0.2), "push": np.tanh(goal_d / 0.1),
+                "success": (goal_d < GOAL_RADIUS).astype(np.float64)}
 
     def success(self, s):
         return np.linalg.norm((s.command - self.cube_pos(s))[:, :2], axis=1) < GOAL_RADIUS

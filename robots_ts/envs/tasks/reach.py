@@ -22,7 +22,7 @@ class Reach(Task):
     episode_steps = 60
     command_dim = 0
     privileged_dim = 6
-    reward_scales = {"distance": -1.0, "near": 1.0, "success": 2.0, "action_rate": -0.01}
+    reward_scales = {"distance": -1.0, "near": -1.0, "success": 5.0, "action_rate": -0.01}
 
     def setup(self, model: mujoco.MjModel) -> None:
         self.mocap = model.body("target").mocapid[0]
@@ -49,7 +49,7 @@ class Reach(Task):
 
     def reward_terms(self, s):
         dist = np.linalg.norm(self.target(s) - s.ee_pos, axis=1)
-        return {"distance": dist, "near": 1.0 - np.tanh(dist / 0.05),
+        return {"distance": dist, "near": np.tanh(dist / 0.05),
                 "success": (dist < SUCCESS_RADIUS).astype(np.float64)}
 
     def success(self, s):

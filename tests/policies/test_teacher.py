@@ -1,0 +1,96 @@
+"""Teacher training from the command line: checkpoints, evaluation, resume after SIGKILL, bad config."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from stable_baselines3 import PPO
+
+from robots_ts.cli import main as cli
+
+TINY = ["env.num_envs=8", "ppo.n_steps=16", "ppo.batch_size=64", "ppo.n_epochs=1", "ppo.net_arch=[32,32]",
+        "eval_episodes=8", "eval_envs=8", "torch_threads=1"]
+
+
+def test_tiny_run_writes_checkpoint_that_ppo_and_evaluate_accept(tmp_path, capsys):
+    run = tmp_path / "teacher"
+    rc = cli(["train-teacher", "configs/teacher/reach.yaml", "--run-dir", str(run), "--total-steps", "512",
+              "checkpoint_every=256", "eval_every=512", *TINY])
+    assert rc == 0
+    ck = run / "checkpoints"
+    pointer = json.loads((ck / "latest.json").read_text())
+    assert pointer["step"] >= 512
+    model = PPO.load(ck / "latest.zip")
+    assert set(model.observation_space.spaces) == {"proprio", "privileged"}
+    assert (run / "learning_curve.png").stat().st_size > 0
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval_success_rate" in r for r in recs)
+    assert any("reward_terms" in r and "distance" in r["reward_terms"] for r in recs)
+    capsys.readouterr()
+    assert cli(["evaluate", str(run), "--episodes", "6", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["episodes"] == 6
+    assert 0.0 <= res["success_ci95"][0] <= res["success_rate"] <= res["success_ci95"][1] <= 1.0
+    assert res["mean_episode_length"] > 0
+
+
+def test_resume_after_sigkill_continues_step_count(tmp_path):
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "robots_ts.cli", "train-teacher", "configs/teacher/reach.yaml", "--run-dir", str(run),
+           "--total-steps", "100000", "checkpoint_every=256", "eval_every=100000", *TINY]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    pointer = run / "checkpoints" / "latest.json"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if pointer.exists() and json.loads(pointer.read_text())["step"] >= 768:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(pointer.read_text())["step"]
+    assert killed_at >= 768
+    # Every checkpoint the pointer names is complete and loadable.
+    PPO.load(run / "checkpoints" / json.loads(pointer.read_text())["name"])
+    rc = cli(["train-teacher", "--resume", str(run), "--total-steps", str(killed_at + 512)])
+    assert rc == 0
+    final = json.loads(pointer.read_text())["step"]
+    assert killed_at + 512 <= final < killed_at + 512 + 8 * 16 * 2
+    model = PPO.load(run / "checkpoints" / "latest.zip")
+    assert model.num_timesteps == final
+    steps = [json.loads(line)["steps"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == final
+
+
+@pytest.mark.parametrize("override,match", [
+    (["ppo.learnin_rate=0.1"], r"unknown config key 'ppo.learnin_rate'"),
+    (["ppo.n_epochs=lots"], r"'ppo.n_epochs' expects int"),
+    (["env.num_envs=2.5"], r"'env.num_envs' expects int"),
+    (["ppo.activation=swish"], r"ppo.activation: expected one of"),
+])
+def test_bad_config_fails_before_training(tmp_path, capsys, override, match):
+    run = tmp_path / "bad"
+    rc = cli(["train-teacher", "configs/teacher/reach.yaml", "--run-dir", str(run), *override])
+    assert rc == 2
+    import re
+
+    assert re.search(match, capsys.readouterr().err)
+    assert not run.exists()
+
+
+def test_teacher_rejects_env_with_other_observation_spec(tmp_path):
+    run = tmp_path / "t"
+    assert cli(["train-teacher", "configs/teacher/reach.yaml", "--run-dir", str(run), "--total-steps", "128",
+                "checkpoint_every=128", "eval_every=128", *TINY]) == 0
+    from robots_ts.policies.teacher import load_teacher
+
+    teacher = load_teacher(run, "latest")
+    with pytest.raises(ValueError, match="privileged.*shape"):
+        teacher.act({"proprio": np.zeros((2, 23), np.float32), "privileged": np.zeros((2, 22), np.float32)})
+    with pytest.raises(ValueError, match="does not provide"):
+        teacher.act({"proprio": np.zeros((2, 23), np.float32)})
+    assert Path(teacher.checkpoint).name == "latest.zip"
