@@ -176,7 +176,7 @@ class WorldBatch:
             self.t[i] = 0
         self.state.finger[:] = self.state.qpos[:, self.arm.finger_qpos_idx]
         if self.renders:
-            chunks = [np.array([i for i in ids if i in set(c.tolist())]) for c in self._chunks]
+            chunks = [np.intersect1d(c, ids) for c in self._chunks]
             self.pool.run(lambda k, res: [self._render(i, res) for i in chunks[k]])
 
     def check_actions(self, actions) -> np.ndarray:

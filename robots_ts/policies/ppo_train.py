@@ -273,7 +273,20 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
     from robots_ts.plots import plot_learning_curve
 
     plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png", title=f"teacher {cfg.env.task}")
+    plot_curriculum(env.sampler, run_dir)
     return run_dir
+
+
+def plot_curriculum(sampler, run_dir: Path) -> None:
+    """Sampled parameters over time coloured by ALP, and the GMM's components, when there are any."""
+    if sampler is None or not hasattr(sampler, "params_history"):
+        return
+    from robots_ts.curriculum.plots import plot_gmm, plot_samples
+
+    if len(sampler.params_history):
+        plot_samples(sampler.params_history, sampler.alp_history, run_dir / "curriculum_samples.png")
+    if getattr(sampler, "gmm", None) is not None:
+        plot_gmm(sampler, run_dir / "curriculum_gmm.png")
 
 
 class _NullBar:

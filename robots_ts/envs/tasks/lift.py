@@ -24,7 +24,7 @@ class Lift(Task):
     changes_inertia = True
     command_dim = 0
     privileged_dim = 3 + 4 + 3 + 3 + 3 + 4
-    reward_scales = {"reach": -0.5, "grasp": 0.25, "lift": -1.0, "success": 5.0, "action_rate": -0.01}
+    reward_scales = {"reach": -1.0, "grasp": 0.5, "lift": -1.0, "success": 10.0, "action_rate": -0.005}
 
     def setup(self, model: mujoco.MjModel) -> None:
         self.qpos_sl, self.qvel_sl = free_joint_slices(model, "box")
@@ -60,7 +60,7 @@ class Lift(Task):
         height = box[:, 2] - s.params[:, 2]
         grasped = self._grasped(s, box)
         # "lift" is the height still missing (a cost); "grasp" a small bonus that stays below it.
-        return {"reach": np.tanh(d / 0.1), "grasp": grasped.astype(np.float64),
+        return {"reach": np.tanh(d / 0.2), "grasp": grasped.astype(np.float64),
                 "lift": 1.0 - np.clip(height / LIFT_HEIGHT, 0.0, 1.0),
                 "success": (height > LIFT_HEIGHT).astype(np.float64)}
 
