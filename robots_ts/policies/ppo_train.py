@@ -66,22 +66,31 @@ def validate(cfg: TeacherConfig) -> None:
                          f"({p.n_steps} * {cfg.env.num_envs})")
 
 
+def normalized(env, cfg: TeacherConfig) -> VecNormalize:
+    p = cfg.ppo
+    return VecNormalize(env, norm_obs=p.norm_obs, norm_reward=p.norm_reward, clip_obs=p.clip_obs,
+                        gamma=p.gamma, norm_obs_keys=list(env.observation_space.spaces))
+
+
+def make_model(cfg: TeacherConfig, venv, tensorboard_log: str | None = None) -> PPO:
+    """SB3 PPO with the config's hyperparameters on any (normalized) VecEnv."""
+    p = cfg.ppo
+    lr = LinearSchedule(p.learning_rate) if p.lr_schedule == "linear" else p.learning_rate
+    return PPO("MultiInputPolicy", venv, learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size,
+               n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
+               ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
+               target_kl=p.target_kl or None, seed=cfg.seed, device=cfg.device, verbose=0,
+               tensorboard_log=tensorboard_log,
+               policy_kwargs=dict(net_arch=dict(pi=list(p.net_arch), vf=list(p.net_arch)),
+                                  activation_fn=ACTIVATIONS[p.activation], log_std_init=p.log_std_init))
+
+
 def build(cfg: TeacherConfig, run_dir: Path):
     """The normalized training env and a fresh PPO model for ``cfg``."""
     env = BatchedEnv(cfg.env, seed=cfg.seed)
     env.sampler = make_curriculum(cfg, env.param_space, cfg.seed)
-    p = cfg.ppo
-    venv = VecNormalize(env, norm_obs=p.norm_obs, norm_reward=p.norm_reward, clip_obs=p.clip_obs,
-                        gamma=p.gamma, norm_obs_keys=list(env.observation_space.spaces))
-    lr = LinearSchedule(p.learning_rate) if p.lr_schedule == "linear" else p.learning_rate
-    model = PPO("MultiInputPolicy", venv, learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size,
-                n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
-                ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
-                target_kl=p.target_kl or None, seed=cfg.seed, device=cfg.device, verbose=0,
-                tensorboard_log=str(run_dir / "tb"),
-                policy_kwargs=dict(net_arch=dict(pi=list(p.net_arch), vf=list(p.net_arch)),
-                                   activation_fn=ACTIVATIONS[p.activation], log_std_init=p.log_std_init))
-    return env, venv, model
+    venv = normalized(env, cfg)
+    return env, venv, make_model(cfg, venv, str(run_dir / "tb"))
 
 
 class LivePolicy:
