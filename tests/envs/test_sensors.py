@@ -15,7 +15,7 @@ def _lift_env(groups, width=128, height=128, remove_table=True):
     env = BatchedEnv(EnvConfig(task="Lift", num_envs=1, obs_groups=groups,
                                depth=DepthConfig(width=width, height=height),
                                points=PointsConfig(width=width, height=height, remove_table=remove_table,
-                                                   num_points=1024)), seed=0)
+                                                   num_points=2048)), seed=0)
     env.reset()
     w = env.world
     m, d = w.models[0], w.datas[0]
@@ -74,7 +74,7 @@ def _box_surface_distance(p: np.ndarray) -> np.ndarray:
 def test_points_lie_on_true_surfaces(remove_table):
     env, *_ = _lift_env(["points"], remove_table=remove_table)
     pts = env.world.observe()["points"][0].astype(np.float64)
-    assert pts.shape == (1024, 3)
+    assert pts.shape == (2048, 3)
     near_box = np.all(np.abs(pts - BOX_CENTER) < BOX_HALF + 0.02, axis=1)
     # Every point near the box lies on the box or (when kept) on the table around it.
     dist = _box_surface_distance(pts[near_box])
