@@ -292,8 +292,10 @@ def plot_curriculum(sampler, run_dir: Path) -> None:
         return
     from robots_ts.curriculum.plots import plot_gmm, plot_samples
 
-    if len(sampler.params_history):
-        plot_samples(sampler.params_history, sampler.alp_history, run_dir / "curriculum_samples.png")
+    # ALP-GMM colours samples by learning progress; Covar-GMM keeps rewards instead.
+    values = sampler.alp_history if hasattr(sampler, "alp_history") else getattr(sampler, "reward_history", None)
+    if len(sampler.params_history) and values is not None:
+        plot_samples(sampler.params_history, values, run_dir / "curriculum_samples.png")
     if getattr(sampler, "gmm", None) is not None:
         plot_gmm(sampler, run_dir / "curriculum_gmm.png")
 
