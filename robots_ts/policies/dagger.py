@@ -1,0 +1,323 @@
+"""DAgger (Ross, Gordon and Bagnell, 2011) and behaviour cloning of a student from a teacher.
+
+Each DAgger iteration i: (1) roll out on the batched env with the teacher acting per step with
+probability beta_i and the student otherwise; (2) label every visited state with the teacher's
+action from its own observation groups of the same step; (3) append the states to the on-disk
+aggregate; (4) train the student for K epochs on the aggregate (or its last M iterations).
+Behaviour cloning is one teacher-only collection of the same total number of teacher-labelled
+samples, trained once: the baseline DAgger must beat at an equal label budget.
+
+A run directory holds ``run.json`` (kind "student"), ``config.yaml``, ``metrics.jsonl`` (one record
+per iteration), ``dataset/``, ``checkpoints/`` (``iter_NNNN`` safetensors + JSON, ``latest.json``,
+``best.json``), ``curves.png`` and ``tb/``. Write order per iteration: checkpoint, metrics line,
+``latest.json``; a resumed run trusts ``latest.json`` and drops data and metrics of later iterations.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from robots_ts.config import ConfigError, load_config, save_config
+from robots_ts.envs.vec_env import BatchedEnv
+from robots_ts.policies.dataset import ChunkDataset
+from robots_ts.policies.distill_rollout import EVAL_STUDENT, EVAL_TEACHER, collect, evaluate, seed_for
+from robots_ts.policies.distill_train import train_epochs
+from robots_ts.policies.student_config import StudentConfig, beta_at, validate
+from robots_ts.policies.student_io import StudentPolicy, load_checkpoint, save_student
+from robots_ts.policies.students import Student
+from robots_ts.runs import MetricsLog, atomic_write, atomic_write_json, read_run_meta, write_run_meta
+
+TRAIN = 3
+CHECKED_ENV_FIELDS = ("control_hz", "episode_steps", "terminate_on_success", "init_noise", "params")
+
+
+def plan(cfg: StudentConfig) -> list[tuple[int, float, int, int]]:
+    """(iteration, beta, env steps, epochs) of every iteration of the run."""
+    d = cfg.dagger
+    if d.algorithm == "bc":
+        return [(0, 1.0, d.iterations * d.steps_per_iteration, d.bc_epochs or d.epochs)]
+    return [(i, beta_at(d, i), d.steps_per_iteration, d.epochs) for i in range(d.iterations)]
+
+
+def check_teacher(teacher, env: BatchedEnv, source: str) -> None:
+    """Fail before any rollout if the teacher cannot read this env's observations or act in it."""
+    t_cfg, e_cfg = teacher.env_cfg, env.cfg
+    trained = f"task {t_cfg.task}, control {t_cfg.control}"
+    here = f"task {e_cfg.task}, control {e_cfg.control}"
+    space = getattr(teacher, "obs_space", None)
+    for group in teacher.obs_groups:
+        if group not in env.observation_space.spaces:
+            raise ValueError(f"teacher {source} reads observation group {group!r}, which the env does not produce")
+        if space is not None:
+            want, got = tuple(space.spaces[group].shape), tuple(env.observation_space.spaces[group].shape)
+            if want != got:
+                raise ValueError(f"teacher {source} expects observation group {group!r} of shape {want} "
+                                 f"(trained on {trained}), but the student's env gives {got} ({here}); "
+                                 "distill from a teacher trained on the same task and control mode")
+    if (t_cfg.task, t_cfg.control) != (e_cfg.task, e_cfg.control):
+        raise ValueError(f"teacher {source} was trained on {trained}, the student's env is {here}")
+    differ = [k for k in CHECKED_ENV_FIELDS if getattr(t_cfg, k) != getattr(e_cfg, k)]
+    if differ:
+        warnings.warn(f"teacher {source} was trained with different env settings {differ}: its labels may be "
+                      "off-distribution for the student's env", RuntimeWarning, stacklevel=2)
+
+
+def build(cfg: StudentConfig, teacher=None):
+    """Teacher, rollout env (union of both sides' groups) and a fresh student network.
+
+    ``teacher``: an already built Policy to distill from (a custom teacher); by default it is
+    loaded from the run directory ``cfg.teacher``, or is the task's oracle for "scripted".
+    """
+    torch.manual_seed(cfg.seed)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    if teacher is not None:
+        teacher_groups = list(teacher.obs_groups)
+    elif cfg.teacher != "scripted":
+        from robots_ts.policies.teacher import load_teacher
+
+        teacher = load_teacher(cfg.teacher, cfg.teacher_checkpoint, device=cfg.device)
+        teacher_groups = list(teacher.obs_groups)
+    else:
+        teacher_groups = ["proprio", "privileged"]
+    groups = list(dict.fromkeys([*cfg.env.obs_groups, *teacher_groups]))
+    env = BatchedEnv(replace(cfg.env, obs_groups=groups), seed=cfg.seed)
+    try:
+        if teacher is None and cfg.teacher == "scripted":
+            from robots_ts.policies.scripted import ScriptedTeacher
+
+            teacher = ScriptedTeacher(env.world)
+        else:
+            check_teacher(teacher, env, cfg.teacher)
+        if cfg.dagger.loss == "sigma_l2" and not hasattr(teacher, "act_with_std"):
+            raise ValueError(f"dagger.loss 'sigma_l2' needs the teacher's action std; teacher {cfg.teacher!r} "
+                             "has none (use 'mse' or 'nll')")
+        spaces = env.observation_space.spaces
+        obs_spec = {g: list(spaces[g].shape) for g in cfg.env.obs_groups}
+        model = Student(cfg.student, obs_spec, env.world.action_dim, (cfg.env.depth.near, cfg.env.depth.far))
+    except Exception:
+        env.close()
+        raise
+    return teacher, env, model.to(cfg.device)
+
+
+def _pointer(run_dir: Path, which: str) -> dict | None:
+    path = run_dir / "checkpoints" / f"{which}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+            teacher=None) -> dict:
+    """Run (or resume) distillation into ``run_dir``; returns the last iteration's metrics record.
+
+    ``teacher``: a Policy object to distill from instead of loading ``cfg.teacher`` (which then only
+    names it in the run's records).
+    """
+    from tqdm import tqdm
+
+    validate(cfg)
+    run_dir = Path(run_dir)
+    if not resume and (run_dir / "run.json").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick "
+                              "another --run-dir")
+    if not resume and teacher is None and cfg.teacher != "scripted":
+        cfg = replace(cfg, teacher=str(Path(cfg.teacher).resolve()))  # the run must find it from anywhere
+    teacher, env, model = build(cfg, teacher)
+    n = env.num_envs
+    student = StudentPolicy(model, cfg.env, cfg.device)
+    dataset = ChunkDataset(run_dir / "dataset", cfg.dagger.depth_storage)
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    ck_dir = run_dir / "checkpoints"
+    start, labels, teacher_success = 0, 0, None
+    latest = _pointer(run_dir, "latest") if resume else None
+    if latest is not None:
+        loaded, _ = load_checkpoint(ck_dir / f"{latest['name']}.json", cfg.device)
+        model.load_state_dict(loaded.state_dict())
+        model.set_normalization(loaded.normalization())
+        start, labels = latest["iteration"] + 1, latest["labels"]
+        teacher_success = latest.get("teacher_success")
+        dataset.truncate_after(latest["iteration"])
+        metrics.truncate_after("iteration", latest["iteration"])
+    else:
+        # Nothing checkpointed yet (or a fresh run): whatever a killed first iteration left is dropped.
+        dataset.truncate_after(-1)
+        metrics.truncate_after("iteration", -1)
+        write_run_meta(run_dir, "student", teacher=cfg.teacher, task=cfg.env.task, encoder=cfg.student.encoder,
+                       algorithm=cfg.dagger.algorithm, obs_groups=list(student.obs_groups))
+    save_config(cfg, run_dir / "config.yaml")
+    history = metrics.read()
+    best = max(history, key=lambda r: (r["student_success"], r["iteration"]), default=None)
+    tb = TensorBoardLog(run_dir / "tb", replay=history)
+    steps = plan(cfg)
+    total = sum(s for _, _, s, _ in steps) * n
+    bar = tqdm(total=total, initial=labels, unit="label", desc=f"distill {cfg.env.task}", disable=not progress,
+               dynamic_ncols=True)
+    record = history[-1] if history else {}
+    try:
+        if teacher_success is None:
+            teacher_success = evaluate(env, teacher, cfg.dagger.eval_episodes,
+                                       seed_for(cfg.seed, 0, EVAL_TEACHER))["success_rate"]
+        for it, beta, n_steps, epochs in steps[start:]:
+            t0 = time.perf_counter()
+            bar.set_postfix_str(f"iter {it} collecting (beta {beta:.2f})")
+            col = collect(env, teacher, student, dataset, it, beta, n_steps, cfg.seed, cfg.dagger.chunk_steps, bar)
+            labels += n_steps * n
+            keep = cfg.dagger.keep_last
+            records = dataset.records(max(0, it - keep + 1) if keep else 0)
+            bar.set_postfix_str(f"iter {it} training on {dataset.num_samples(records)} samples")
+            tr = train_epochs(model, dataset, records, cfg, epochs, seed_for(cfg.seed, it, TRAIN), fit_depth=it == 0)
+            ev = evaluate(env, student, cfg.dagger.eval_episodes, seed_for(cfg.seed, it, EVAL_STUDENT), teacher)
+            record = {"iteration": it, "labels": labels, "beta": beta, "dataset_samples": dataset.num_samples(records),
+                      "student_success": ev["success_rate"], "student_success_ci95": ev["success_ci95"],
+                      "student_episode_length": ev["mean_episode_length"], "agreement": ev.get("agreement"),
+                      "action_mse": ev.get("action_mse"), "teacher_success": teacher_success,
+                      "iteration_seconds": round(time.perf_counter() - t0, 3), **col, **tr}
+            name = f"iter_{it:04d}"
+            save_student(model, ck_dir / name, student.env_cfg, iteration=it, labels=labels,
+                         student_success=ev["success_rate"], teacher=cfg.teacher)
+            metrics.append(record)
+            atomic_write_json(ck_dir / "latest.json", {"name": name, "iteration": it, "labels": labels,
+                                                       "teacher_success": teacher_success})
+            if best is None or record["student_success"] >= best["student_success"]:
+                best = record
+            atomic_write_json(ck_dir / "best.json", {"name": f"iter_{best['iteration']:04d}",
+                                                     "iteration": best["iteration"],
+                                                     "student_success": best["student_success"]})
+            tb.log(record)
+            plot_curves(metrics.read(), run_dir / "curves.png", f"{cfg.dagger.algorithm} {cfg.student.encoder} "
+                        f"student, {cfg.env.task}")
+            bar.set_postfix(success=f"{ev['success_rate']:.2f}", teacher=f"{teacher_success:.2f}",
+                            agree=f"{ev.get('agreement', float('nan')):.3f}", loss=f"{tr.get('train_loss', 0):.4f}")
+    finally:
+        bar.close()
+        tb.close()
+        env.close()
+    return record
+
+
+# ------------------------------------------------------------------------------------ reporting
+# metrics.jsonl is the record of truth: the PNG is redrawn from it, and TensorBoard's event files
+# (append-only) are rebuilt from it when a run starts or resumes, so points of iterations lost in a
+# kill do not linger beside their redone versions.
+
+SCALARS = ("student_success", "teacher_success", "agreement", "action_mse", "train_loss", "train_action_mse",
+           "train_aux_loss", "dataset_samples", "beta", "rollout_success", "collect_steps_per_s")
+
+
+def plot_curves(records: list[dict], out: Path, title: str = "") -> Path | None:
+    """Student success, agreement and training loss against teacher-labelled samples."""
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r["labels"] for r in records]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    ax = axes[0]
+    ax.plot(x, [r["student_success"] for r in records], "o-", label="student (alone)")
+    teacher = [r["teacher_success"] for r in records if "teacher_success" in r]
+    if teacher:
+        ax.axhline(teacher[-1], color="k", ls="--", lw=1, label="teacher")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(loc="lower right")
+    ax = axes[1]
+    ax.plot(x, [r.get("agreement", float("nan")) for r in records], "o-")
+    ax.set_ylabel("teacher-student agreement")
+    ax = axes[2]
+    ax.plot(x, [r.get("train_loss", float("nan")) for r in records], "o-", label="loss")
+    if any("train_aux_loss" in r for r in records):
+        ax.plot(x, [r.get("train_aux_loss", float("nan")) for r in records], "o-", label="aux loss")
+    ax.set_yscale("log")
+    ax.set_ylabel("training loss (last epoch)")
+    ax.legend(loc="upper right")
+    for ax in axes:
+        ax.set_xlabel("teacher-labelled samples")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(out)
+    atomic_write(out, lambda p: fig.savefig(p, dpi=100, format="png"))
+    plt.close(fig)
+    return out
+
+
+class TensorBoardLog:
+    """Scalars of each iteration record, indexed by teacher-labelled samples."""
+
+    def __init__(self, log_dir: Path, replay: list[dict] = ()):
+        import shutil
+
+        from torch.utils.tensorboard import SummaryWriter  # tensorboard is heavy: load only when logging
+
+        shutil.rmtree(log_dir, ignore_errors=True)
+        self.writer = SummaryWriter(str(log_dir))
+        for record in replay:
+            self.log(record)
+
+    def log(self, record: dict) -> None:
+        for key in SCALARS:
+            if key in record and record[key] is not None:
+                self.writer.add_scalar(f"distill/{key}", float(record[key]), int(record["labels"]))
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="robots-ts distill", description="Distill a teacher into a depth or "
+                                 "point-cloud student by DAgger (or behaviour cloning).")
+    ap.add_argument("config", nargs="?", help="student config YAML, e.g. configs/student/reach_depth.yaml")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides; teacher=RUN_DIR is required")
+    ap.add_argument("--run-dir", help="run directory (default runs/students/<config>-s<seed>-<time>)")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--iterations", type=int, help="DAgger iterations (with --resume: extend the run to N)")
+    ap.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted or finished run")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    if args.config and "=" in args.config:
+        args.overrides.insert(0, args.config)
+        args.config = None
+    return args
+
+
+def distill_main(argv: list[str]) -> int:
+    """``robots-ts distill CONFIG teacher=RUN_DIR [key=value ...] [--run-dir DIR] [--seed S]
+    [--iterations N] [--resume RUN_DIR]``."""
+    args = _parse(argv)
+    try:
+        if args.resume:
+            if args.config or args.overrides or args.run_dir or args.seed is not None:
+                raise ConfigError("--resume takes the run's own config.yaml; only --iterations may change")
+            run_dir = Path(args.resume)
+            if read_run_meta(run_dir).get("kind") != "student":
+                raise ValueError(f"{run_dir} is not a student run")
+            cfg = load_config(StudentConfig, run_dir / "config.yaml")
+        else:
+            if not args.config:
+                raise ConfigError("give a student config, e.g. robots-ts distill configs/student/reach_depth.yaml "
+                                  "teacher=runs/teacher/reach")
+            cfg = load_config(StudentConfig, args.config, args.overrides)
+            if args.seed is not None:
+                cfg = replace(cfg, seed=args.seed)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            run_dir = Path(args.run_dir or f"runs/students/{Path(args.config).stem}-s{cfg.seed}-{stamp}")
+        if args.iterations is not None:
+            cfg = replace(cfg, dagger=replace(cfg.dagger, iterations=args.iterations))
+        print(f"robots-ts distill: run directory {run_dir}", file=sys.stderr)
+        record = distill(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"robots-ts distill: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"run_dir": str(run_dir), **record}, sort_keys=True))
+    return 0

@@ -1,0 +1,192 @@
+"""Student networks: proprio MLP + depth CNN or PointNet, optional GRU core, optional aux head.
+
+A :class:`Student` reads raw env observations (proprio in its units, depth in metres, points in
+metres in the base frame) and does its own preprocessing, so the same forward serves training,
+rollouts and export: proprio is standardised with statistics of the distillation dataset; depth is
+clipped to the camera's [near, far], then either scaled to [0, 1] (``depth_norm: range``) or, by
+default, standardised per pixel (``pixel``: minus the dataset's mean image, over its std). The
+per-pixel mean removes the static background (table, empty space), so a small object such as the
+Reach ball stands out; with [0, 1] scaling a CNN learns to ignore a ball a few pixels wide and
+predicts from proprio alone. The normalization statistics are buffers outside the state dict;
+:mod:`robots_ts.policies.student_io` keeps them in the checkpoint's JSON.
+
+Every forward takes batch-major sequences ``(B, T, ...)``: feed-forward students apply the same
+layers at every step, recurrent ones run a GRU that restarts wherever ``first`` marks an episode
+start (truncated backpropagation: training windows start from a zero state).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from robots_ts.policies.student_config import AugmentConfig, StudentNetConfig
+
+NORM_KEYS = ("proprio_mean", "proprio_std", "aux_mean", "aux_std", "depth_mean", "depth_std")
+
+
+def mlp(sizes: list[int], out_act: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if out_act or i < len(sizes) - 2:
+            layers.append(nn.ELU())
+    return nn.Sequential(*layers)
+
+
+class DepthEncoder(nn.Module):
+    """Strided convolutions, then flatten + linear: flattening (not global pooling) keeps *where*
+    things are in the image, which is what a reaching or pushing student has to read off it."""
+
+    def __init__(self, shape: tuple[int, int, int], cfg: StudentNetConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = shape[0]
+        for c, k, s in zip(cfg.cnn_channels, cfg.cnn_kernels, cfg.cnn_strides):
+            layers += [nn.Conv2d(c_in, c, k, stride=s, padding=k // 2), nn.ELU()]
+            c_in = c
+        self.conv = nn.Sequential(*layers, nn.Flatten())
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, *shape)).shape[1]
+        self.fc = nn.Sequential(nn.Linear(flat, cfg.feature_dim), nn.ELU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x))
+
+
+class PointEncoder(nn.Module):
+    """PointNet: one MLP shared by every point, then a max over points (order-invariant)."""
+
+    def __init__(self, cfg: StudentNetConfig):
+        super().__init__()
+        self.shared = mlp([3, *cfg.point_mlp])
+        self.fc = nn.Sequential(nn.Linear(cfg.point_mlp[-1], cfg.feature_dim), nn.ELU())
+
+    def forward(self, pts: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.shared(pts).max(dim=-2).values)
+
+
+class Student(nn.Module):
+    def __init__(self, cfg: StudentNetConfig, obs_spec: dict[str, list[int]], action_dim: int,
+                 depth_range: tuple[float, float] = (0.1, 2.5)):
+        super().__init__()
+        self.cfg = cfg
+        self.obs_spec = {k: list(v) for k, v in obs_spec.items()}
+        self.encoder_group = cfg.encoder
+        if "proprio" not in obs_spec or cfg.encoder not in obs_spec:
+            raise ValueError(f"a {cfg.encoder} student needs observation groups ['proprio', '{cfg.encoder}'], "
+                             f"got {sorted(obs_spec)}")
+        p_dim = int(obs_spec["proprio"][0])
+        self.proprio = mlp([p_dim, *cfg.proprio_mlp])
+        self.sensor = (DepthEncoder(tuple(obs_spec["depth"]), cfg) if cfg.encoder == "depth"
+                       else PointEncoder(cfg))
+        fused = cfg.proprio_mlp[-1] + cfg.feature_dim
+        self.gru = nn.GRUCell(fused, cfg.gru_hidden) if cfg.gru_hidden > 0 else None
+        core = cfg.gru_hidden if self.gru is not None else fused
+        self.head = mlp([core, *cfg.head_mlp])
+        self.mean = nn.Linear(cfg.head_mlp[-1], action_dim)
+        self.log_std = nn.Parameter(torch.full((action_dim,), float(cfg.init_log_std)))
+        self.aux_dim = len(cfg.aux_indices) if cfg.aux_weight > 0 else 0
+        self.aux = None
+        if self.aux_dim and cfg.aux_input == "sensor":
+            self.aux = nn.Sequential(mlp([cfg.feature_dim, *cfg.head_mlp]), nn.Linear(cfg.head_mlp[-1], self.aux_dim))
+        elif self.aux_dim:
+            self.aux = nn.Linear(cfg.head_mlp[-1], self.aux_dim)
+        self.near, self.far = float(depth_range[0]), float(depth_range[1])
+        # Normalization lives in the checkpoint's JSON, not the state dict (persistent=False).
+        self.register_buffer("proprio_mean", torch.zeros(p_dim), persistent=False)
+        self.register_buffer("proprio_std", torch.ones(p_dim), persistent=False)
+        self.register_buffer("aux_mean", torch.zeros(self.aux_dim), persistent=False)
+        self.register_buffer("aux_std", torch.ones(self.aux_dim), persistent=False)
+        image = obs_spec["depth"][1:] if cfg.encoder == "depth" else [0]
+        self.register_buffer("depth_mean", torch.full(image, self.near), persistent=False)
+        self.register_buffer("depth_std", torch.ones(1), persistent=False)
+
+    @property
+    def recurrent(self) -> bool:
+        return self.gru is not None
+
+    def set_normalization(self, norm: dict[str, list]) -> None:
+        for key in NORM_KEYS:
+            if key in norm:
+                buf = getattr(self, key)
+                value = torch.as_tensor(np.asarray(norm[key], dtype=np.float32))
+                if value.shape != buf.shape:
+                    raise ValueError(f"normalization {key} has shape {tuple(value.shape)}, the network "
+                                     f"expects {tuple(buf.shape)}")
+                buf.copy_(value)
+
+    def normalization(self) -> dict[str, list]:
+        return {k: getattr(self, k).tolist() for k in NORM_KEYS}
+
+    def initial_state(self, batch: int) -> torch.Tensor | None:
+        if self.gru is None:
+            return None
+        return torch.zeros(batch, self.cfg.gru_hidden, device=self.mean.weight.device)
+
+    def encode(self, proprio: torch.Tensor, sensor: torch.Tensor) -> torch.Tensor:
+        """(B*T, P), (B*T, ...) -> fused features (B*T, F)."""
+        p = (proprio - self.proprio_mean) / self.proprio_std
+        if self.encoder_group == "depth":
+            sensor = sensor.clamp(self.near, self.far)
+            if self.cfg.depth_norm == "pixel":
+                sensor = (sensor - self.depth_mean) / self.depth_std
+            else:
+                sensor = (sensor - self.near) / (self.far - self.near)
+        return torch.cat([self.proprio(p), self.sensor(sensor)], dim=-1)
+
+    def forward(self, proprio: torch.Tensor, sensor: torch.Tensor, hidden: torch.Tensor | None = None,
+                first: torch.Tensor | None = None):
+        """proprio (B, T, P), sensor (B, T, ...), first (B, T) bool -> mean (B, T, A),
+        normalized aux prediction (B, T, K) or None, final hidden state (B, H) or None."""
+        b, t = proprio.shape[:2]
+        feats = self.encode(proprio.reshape(b * t, -1), sensor.reshape(b * t, *sensor.shape[2:]))
+        feats = feats.reshape(b, t, -1)
+        if self.gru is not None:
+            h = self.initial_state(b) if hidden is None else hidden
+            outs = []
+            for k in range(t):
+                if first is not None:
+                    # A new episode starts here: forget the previous one.
+                    h = h * (~first[:, k]).unsqueeze(-1).to(h.dtype)
+                h = self.gru(feats[:, k], h)
+                outs.append(h)
+            core, hidden = torch.stack(outs, dim=1), h
+        else:
+            core, hidden = feats, None
+        z = self.head(core)
+        aux = None
+        if self.aux is not None:
+            aux = self.aux(feats[..., -self.cfg.feature_dim:] if self.cfg.aux_input == "sensor" else z)
+        return self.mean(z), aux, hidden
+
+
+def augment(proprio: torch.Tensor, sensor: torch.Tensor, encoder: str, cfg: AugmentConfig,
+            gen: torch.Generator, proprio_std: torch.Tensor, far: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training-time sensor noise on a batch (B, T, ...); returns new tensors, inputs untouched."""
+    if cfg.proprio_noise > 0:
+        noise = torch.randn(proprio.shape, generator=gen, dtype=proprio.dtype)
+        proprio = proprio + noise * cfg.proprio_noise * proprio_std
+    if encoder == "depth":
+        if cfg.depth_noise > 0:
+            sensor = sensor + torch.randn(sensor.shape, generator=gen, dtype=sensor.dtype) * cfg.depth_noise
+        if cfg.depth_dropout > 0:
+            # Real depth cameras lose returns on edges and shiny surfaces: those pixels read "far".
+            holes = torch.rand(sensor.shape, generator=gen) < cfg.depth_dropout
+            sensor = torch.where(holes, torch.full_like(sensor, far), sensor)
+    else:
+        if cfg.point_jitter > 0:
+            sensor = sensor + torch.randn(sensor.shape, generator=gen, dtype=sensor.dtype) * cfg.point_jitter
+        if cfg.point_dropout > 0:
+            # Keep the cloud size fixed: dropped points become copies of random kept ones, which a
+            # max-pool cannot tell from the point being absent.
+            n = sensor.shape[-2]
+            flat = sensor.reshape(-1, n, 3)
+            drop = torch.rand(flat.shape[:2], generator=gen) < cfg.point_dropout
+            src = torch.randint(0, n, flat.shape[:2], generator=gen)
+            keep_idx = torch.arange(n).expand_as(src)
+            # Redirect dropped slots to a random source; a source that is itself dropped is
+            # tolerated (it still holds a real point from the cloud).
+            idx = torch.where(drop, src, keep_idx)
+            sensor = torch.gather(flat, 1, idx.unsqueeze(-1).expand(-1, -1, 3)).reshape(sensor.shape)
+    return proprio, sensor
