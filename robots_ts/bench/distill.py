@@ -3,9 +3,9 @@
 For each seed, one DAgger run logs the student's success after every iteration, i.e. at label
 budgets b_i = (i + 1) * steps_per_iteration * num_envs. At a chosen subset of those budgets a BC
 run (teacher-only rollouts, one collection of exactly b_i labels) is trained from scratch. Both
-are scored by the same student-alone evaluation. By default BC gets as many sample-passes of
-training as DAgger spent up to b_i (DAgger retrains on its growing aggregate every iteration), so
-the comparison is at equal labels *and* equal training compute.
+are scored by the same student-alone evaluation. By default BC trains on as many samples (epochs
+times dataset size) as DAgger did in its iterations up to b_i (DAgger retrains on its growing
+aggregate every iteration), so the comparison is at equal labels *and* equal training compute.
 
 Prints one JSON object (per-budget mean, std and per-seed success of both, the teacher's success,
 the commands' settings) and writes ``distill_bench.png``. Finished runs in ``--out`` are reused, so
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -38,9 +37,10 @@ def _run(cfg: StudentConfig, run_dir: Path) -> list[dict]:
     return read_jsonl(run_dir / "metrics.jsonl")
 
 
-def bc_epochs_matching(cfg: StudentConfig, iteration: int) -> int:
-    """Epochs on b_i samples that equal DAgger's sample-passes up to iteration i: K * (i + 2) / 2."""
-    return max(1, math.ceil(cfg.dagger.epochs * (iteration + 2) / 2))
+def bc_epochs_matching(dagger_records: list[dict], iteration: int) -> int:
+    """Epochs on b_i samples that train on as many samples as DAgger did up to iteration i."""
+    trained = sum(r["train_samples"] for r in dagger_records[: iteration + 1])
+    return max(1, round(trained / dagger_records[iteration]["labels"]))
 
 
 def bench_distill(cfg: StudentConfig, seeds: list[int], out: Path, bc_points: int = 4,
@@ -55,8 +55,10 @@ def bench_distill(cfg: StudentConfig, seeds: list[int], out: Path, bc_points: in
         scfg = replace(cfg, seed=seed, dagger=replace(cfg.dagger, algorithm="dagger"))
         dagger_runs[seed] = _run(scfg, out / f"dagger_s{seed}")
         for i in picks:
-            epochs = bc_epochs_matching(cfg, i) if bc_epochs == "matched" else cfg.dagger.epochs
-            bcfg = replace(scfg, dagger=replace(scfg.dagger, algorithm="bc", iterations=i + 1, bc_epochs=epochs))
+            epochs = bc_epochs_matching(dagger_runs[seed], i) if bc_epochs == "matched" else cfg.dagger.epochs
+            # BC's one training phase must not be cut by DAgger's per-iteration cap on trained samples.
+            bcfg = replace(scfg, dagger=replace(scfg.dagger, algorithm="bc", iterations=i + 1, bc_epochs=epochs,
+                                                train_samples=0))
             bc_runs[(seed, i)] = _run(bcfg, out / f"bc_s{seed}_it{i:03d}")[-1]
     labels = [r["labels"] for r in dagger_runs[seeds[0]]]
     per_seed = {s: [r["student_success"] for r in dagger_runs[s]] for s in seeds}

@@ -101,8 +101,9 @@ def loss_terms(model: Student, batch: dict[str, torch.Tensor], cfg: StudentConfi
 
 
 def train_epochs(model: Student, dataset: ChunkDataset, records: list[dict], cfg: StudentConfig,
-                 epochs: int, seed: int, fit_depth: bool = False, progress=None) -> dict[str, float]:
-    """``epochs`` passes over ``records``; returns the last epoch's mean losses and batch count."""
+                 epochs: int, seed: int, fit_depth: bool = False) -> dict[str, float]:
+    """``epochs`` passes over ``records``, stopped early after ``dagger.train_samples`` samples when
+    that is set; returns the last pass's mean losses, its batch count and the samples trained on."""
     d = cfg.dagger
     update_normalization(model, dataset, records, fit_depth)
     opt = torch.optim.Adam(model.parameters(), lr=d.lr, weight_decay=d.weight_decay)
@@ -120,8 +121,9 @@ def train_epochs(model: Student, dataset: ChunkDataset, records: list[dict], cfg
     device = next(model.parameters()).device
     model.train()
     sums: dict[str, float] = {}
-    batches = 0
-    for epoch in range(epochs):
+    batches = seen = 0
+    cap = d.train_samples or float("inf")
+    for _ in range(epochs):
         sums, batches = {}, 0
         for batch in dataset.batches(records, per_batch, rng, d.chunks_in_memory, keys, seq_len,
                                      d.success_only):
@@ -139,9 +141,13 @@ def train_epochs(model: Student, dataset: ChunkDataset, records: list[dict], cfg
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             batches += 1
-        if progress is not None:
-            progress(epoch, {k: v / max(1, batches) for k, v in sums.items()})
+            seen += int(batch["mask"].sum())
+            if seen >= cap:
+                break
+        if seen >= cap:
+            break
     model.eval()
     out = {f"train_{k}": v / max(1, batches) for k, v in sums.items()}
     out["train_batches"] = batches
+    out["train_samples"] = seen
     return out

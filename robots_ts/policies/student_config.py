@@ -49,6 +49,8 @@ class DaggerConfig:
     keep_last: int = 0                      # train on the last M iterations' data only; 0 keeps all
     success_only: bool = False              # drop episodes the env did not report successful
     epochs: int = 4                         # passes over the aggregate per iteration
+    train_samples: int = 0                  # cap on samples trained on per iteration (0: none); keeps late
+                                            # iterations' cost constant instead of growing with the aggregate
     bc_epochs: int = 0                      # bc: epochs on its one collection; 0 uses `epochs`
     batch_size: int = 256                   # env steps per gradient step (recurrent: in windows of seq_len)
     lr: float = 1e-3

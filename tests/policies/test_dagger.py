@@ -227,7 +227,9 @@ def test_bench_compares_at_equal_label_budgets(tmp_path, capsys):
     assert res["labels"] == [48, 96, 144]
     # BC is trained at DAgger's budgets (its first iteration already is BC), with matched compute.
     assert res["bc_labels"] == [96, 144]
-    assert bc_epochs_matching(cfg, 2) == 4
+    dagger = read_jsonl(tmp_path / "dagger_s1" / "metrics.jsonl")
+    assert [r["train_samples"] for r in dagger] == [96, 192, 288]           # 2 epochs over 48, 96, 144
+    assert bc_epochs_matching(dagger, 2) == 4                                 # (96 + 192 + 288) / 144
     bc_meta = read_jsonl(tmp_path / "bc_s1_it002" / "metrics.jsonl")
     assert [r["labels"] for r in bc_meta] == [144] and bc_meta[0]["beta"] == 1.0
     assert len(res["dagger_success_per_seed"]) == 3 and len(res["bc_success_mean"]) == 2
@@ -236,3 +238,20 @@ def test_bench_compares_at_equal_label_budgets(tmp_path, capsys):
     stamp = (tmp_path / "dagger_s0" / "metrics.jsonl").stat().st_mtime_ns
     assert bench_distill(cfg, seeds=[0, 1, 2], out=tmp_path, bc_points=2) == res
     assert (tmp_path / "dagger_s0" / "metrics.jsonl").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_dagger_beats_bc_at_equal_labels_on_a_learnable_teacher(tmp_path):
+    """The textbook case: BC fits the teacher's own trajectories; its student drifts off them and has
+    no labels there. DAgger labels the states its student visits. Same label budget, same seeds."""
+    teacher = HomingTeacher(tiny().env)
+    wins = 0
+    for seed in (0, 1, 2):
+        common = (f"seed={seed}", "dagger.iterations=4", "dagger.epochs=8", "dagger.steps_per_iteration=16",
+                  "dagger.eval_episodes=12", "teacher=homing")
+        dagger = distill(tiny(*common), tmp_path / f"dagger{seed}", progress=False, teacher=teacher)
+        bc = distill(tiny(*common, "dagger.algorithm=bc", "dagger.bc_epochs=20"), tmp_path / f"bc{seed}",
+                     progress=False, teacher=teacher)
+        assert dagger["labels"] == bc["labels"] == 4 * 16 * 6
+        wins += dagger["agreement"] > bc["agreement"]
+    assert wins == 3
