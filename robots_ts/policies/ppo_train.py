@@ -270,12 +270,13 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
         if remaining > 0:
             model.learn(remaining, callback=cb, reset_num_timesteps=not resume, tb_log_name="ppo",
                         progress_bar=False)
-        else:
+        else:  # resuming a finished run: nothing to learn, the final checkpoint and evaluation remain
             cb.init_callback(model)
+            cb.t_start = time.time() - cb_state["wall_time"]
+        cb.bar = _NullBar()
         if cb_state["next_checkpoint"] - cfg.checkpoint_every < model.num_timesteps:
             cb.save_checkpoint()
-        cb.t_start = time.time() - cb_state["wall_time"]
-        cb.bar = _NullBar()
+            cb_state["next_checkpoint"] = model.num_timesteps + cfg.checkpoint_every
         cb.evaluate()
     finally:
         venv.close()
