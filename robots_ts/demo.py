@@ -95,8 +95,9 @@ def _success_plot(summary: dict, path: Path) -> None:
 
     names = list(summary["policies"])
     rates = [summary["policies"][n]["success_rate"] for n in names]
-    lo = [r - summary["policies"][n]["success_ci95"][0] for n, r in zip(names, rates)]
-    hi = [summary["policies"][n]["success_ci95"][1] - r for n, r in zip(names, rates)]
+    # Clipped at 0: at a rate of exactly 0 or 1 the interval's end can round past the estimate.
+    lo = [max(0.0, r - summary["policies"][n]["success_ci95"][0]) for n, r in zip(names, rates)]
+    hi = [max(0.0, summary["policies"][n]["success_ci95"][1] - r) for n, r in zip(names, rates)]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar(names, rates, yerr=[lo, hi], capsize=4, color=["#555", "#1f77b4", "#2ca02c", "#ff7f0e"][: len(names)])
     ax.set_ylim(0, 1.05)
@@ -143,6 +144,24 @@ BC depth student: ![bc](bc_depth/curves.png)
 """
 
 
+def _train_all(out: Path, args, teacher_extra: list[str], student_extra: list[str]) -> dict:
+    """Train (or resume) the four stages; their wall times."""
+    walls = {}
+    print("[demo 1/4] training the Reach teacher (privileged state, PPO)", flush=True)
+    walls["teacher"] = _teacher(out / "teacher", args.seed, args.teacher_steps, teacher_extra)
+    print("[demo 2/4] distilling the depth student (DAgger)", flush=True)
+    walls["depth_student"] = _student(out / "student_depth", "student/reach_depth.yaml", out / "teacher", args.seed,
+                                      student_extra)
+    print("[demo 3/4] distilling the point-cloud student (DAgger)", flush=True)
+    points_extra = [e for e in student_extra if not e.startswith("env.depth")]
+    walls["points_student"] = _student(out / "student_points", "student/reach_points.yaml", out / "teacher",
+                                       args.seed, points_extra)
+    print("[demo 4/4] behaviour cloning baseline (same label budget) and evaluation", flush=True)
+    walls["bc_depth"] = _student(out / "bc_depth", "student/reach_depth.yaml", out / "teacher", args.seed,
+                                 [*student_extra, "dagger.algorithm=bc"])
+    return walls
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="robots-ts demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -152,6 +171,8 @@ def main(argv=None) -> int:
     ap.add_argument("--teacher-steps", type=int, help="override the teacher's total_steps")
     ap.add_argument("--iterations", type=int, help="override the students' DAgger iterations")
     ap.add_argument("--quick", action="store_true", help="a tiny budget end to end (for smoke tests)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: evaluate the stages already in --run-dir and write the report")
     args = ap.parse_args(argv)
     out = Path(args.run_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,19 +187,10 @@ def main(argv=None) -> int:
         args.episodes = min(args.episodes, 8)
     if args.iterations:
         student_extra.append(f"dagger.iterations={args.iterations}")
-    walls = {}
-    print("[demo 1/4] training the Reach teacher (privileged state, PPO)", flush=True)
-    walls["teacher"] = _teacher(out / "teacher", args.seed, args.teacher_steps, teacher_extra)
-    print("[demo 2/4] distilling the depth student (DAgger)", flush=True)
-    walls["depth_student"] = _student(out / "student_depth", "student/reach_depth.yaml", out / "teacher", args.seed,
-                                      student_extra)
-    print("[demo 3/4] distilling the point-cloud student (DAgger)", flush=True)
-    points_extra = [e for e in student_extra if not e.startswith("env.depth")]
-    walls["points_student"] = _student(out / "student_points", "student/reach_points.yaml", out / "teacher",
-                                       args.seed, points_extra)
-    print("[demo 4/4] behaviour cloning baseline (same label budget) and evaluation", flush=True)
-    walls["bc_depth"] = _student(out / "bc_depth", "student/reach_depth.yaml", out / "teacher", args.seed,
-                                 [*student_extra, "dagger.algorithm=bc"])
+    if args.report_only:
+        walls = {}  # nothing trained in this call
+    else:
+        walls = _train_all(out, args, teacher_extra, student_extra)
     eval_seed = args.seed + 999
     runs = {"teacher": out / "teacher", "depth_student": out / "student_depth",
             "points_student": out / "student_points", "bc_depth": out / "bc_depth"}
@@ -189,9 +201,9 @@ def main(argv=None) -> int:
                "students_vs_teacher": {name: round(policies[name]["success_rate"] /
                                                    max(policies["teacher"]["success_rate"], 1e-9), 3)
                                        for name in ("depth_student", "points_student", "bc_depth")}}
+    atomic_write_json(out / "summary.json", summary)
     _example_observation(out / "depth_frame.png", out / "point_cloud.png", args.seed)
     _success_plot(summary, out / "success.png")
-    atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "report.md", _report(summary, out))
     print(json.dumps({k: summary[k] for k in ("students_vs_teacher", "total_wall_time_s")}))
     print("success:", {k: round(v["success_rate"], 3) for k, v in policies.items()})

@@ -21,7 +21,8 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The interval always contains the estimate (guards float rounding at p = 0 or 1).
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
 def rollout_policy(policy, env_cfg: EnvConfig, episodes: int = 100, seed: int = 0, num_envs: int = 16,
