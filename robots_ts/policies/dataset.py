@@ -25,7 +25,7 @@ import numpy as np
 from robots_ts.runs import MetricsLog, atomic_write, atomic_write_text
 
 CHUNK_RE = re.compile(r"^it(\d{4,})_c(\d{4,})\.npz$")
-STAT_KEYS = ("proprio", "privileged")
+STAT_KEYS = ("proprio", "privileged", "points")  # points: per axis, over every point
 
 
 def encode(arrays: dict[str, np.ndarray], depth_storage: str) -> dict[str, np.ndarray]:
@@ -69,7 +69,7 @@ class ChunkDataset:
         stats = {}
         for key in STAT_KEYS:
             if key in arrays:
-                x = arrays[key].reshape(steps * n, -1).astype(np.float64)
+                x = arrays[key].reshape(-1, arrays[key].shape[-1]).astype(np.float64)
                 stats[key] = {"sum": x.sum(0).tolist(), "sumsq": np.square(x).sum(0).tolist(), "count": len(x)}
         rec = {"type": "chunk", "file": name, "iteration": int(iteration), "index": int(index),
                "steps": int(steps), "num_envs": int(n), "samples": int(steps * n), "bytes": len(data),

@@ -41,7 +41,7 @@ def depth_statistics(model: Student, dataset: ChunkDataset, records: list[dict])
 
 
 def update_normalization(model: Student, dataset: ChunkDataset, records: list[dict], fit_depth: bool) -> None:
-    """Standardise proprio (and the aux targets) with the statistics of the data trained on.
+    """Standardise proprio, point coordinates and the aux targets with statistics of the data trained on.
 
     The depth image normalization is fitted once (``fit_depth``, on the first iteration's data) and
     then kept: the background it removes does not change, and a fixed input transform keeps the
@@ -50,9 +50,10 @@ def update_normalization(model: Student, dataset: ChunkDataset, records: list[di
     norm = {}
     if fit_depth and model.encoder_group == "depth" and model.cfg.depth_norm == "pixel":
         norm.update(depth_statistics(model, dataset, records))
-    stats = dataset.stats(records, "proprio")
-    if stats is not None:
-        norm["proprio_mean"], norm["proprio_std"] = stats[0].tolist(), stats[1].tolist()
+    for key in ("proprio", "points"):
+        stats = dataset.stats(records, key)
+        if stats is not None and (key == "proprio" or model.encoder_group == key):
+            norm[f"{key}_mean"], norm[f"{key}_std"] = stats[0].tolist(), stats[1].tolist()
     if model.aux_dim:
         priv = dataset.stats(records, "privileged")
         if priv is None:

@@ -111,6 +111,9 @@ def validate(cfg: StudentConfig) -> None:
                 "chunk_steps", "chunks_in_memory"):
         if getattr(d, key) <= 0:
             raise ValueError(f"dagger.{key}: expected a positive integer, got {getattr(d, key)}")
+    for key in ("train_samples", "keep_last", "bc_epochs"):
+        if getattr(d, key) < 0:
+            raise ValueError(f"dagger.{key}: expected 0 (off) or a positive integer, got {getattr(d, key)}")
     if not 0.0 <= d.beta0 <= 1.0 or not 0.0 <= d.beta_decay <= 1.0:
         raise ValueError(f"dagger.beta0 and dagger.beta_decay must lie in [0, 1], got {d.beta0}, {d.beta_decay}")
     if s.aux_weight > 0 and not s.aux_indices:

@@ -2,17 +2,23 @@
 
 A :class:`Student` reads raw env observations (proprio in its units, depth in metres, points in
 metres in the base frame) and does its own preprocessing, so the same forward serves training,
-rollouts and export: proprio is standardised with statistics of the distillation dataset; depth is
-clipped to the camera's [near, far], then either scaled to [0, 1] (``depth_norm: range``) or, by
-default, standardised per pixel (``pixel``: minus the dataset's mean image, over its std). The
-per-pixel mean removes the static background (table, empty space), so a small object such as the
-Reach ball stands out; with [0, 1] scaling a CNN learns to ignore a ball a few pixels wide and
-predicts from proprio alone. The normalization statistics are buffers outside the state dict;
-:mod:`robots_ts.policies.student_io` keeps them in the checkpoint's JSON.
+rollouts and export. Proprio and point coordinates (per axis) are standardised with statistics of
+the distillation dataset. Depth is clipped to the camera's [near, far], then either scaled to
+[0, 1] (``depth_norm: range``) or, by default, standardised per pixel (``pixel``: minus the
+dataset's mean image, over its std). The per-pixel mean removes the static background (table,
+empty space), so a small object such as the Reach ball stands out; with [0, 1] scaling a CNN
+learns to ignore a ball a few pixels wide and predicts from proprio alone. The normalization
+statistics are buffers outside the state dict; :mod:`robots_ts.policies.student_io` keeps them
+in the checkpoint's JSON.
 
 Every forward takes batch-major sequences ``(B, T, ...)``: feed-forward students apply the same
 layers at every step, recurrent ones run a GRU that restarts wherever ``first`` marks an episode
 start (truncated backpropagation: training windows start from a zero state).
+
+The optional aux head predicts privileged columns (e.g. the object's position, as in DextrAH-G).
+By default (``aux_input: sensor``) it reads the image / cloud embedding alone: it cannot answer
+from proprio, so it pushes the encoder to localize the object, which is what the action head
+needs; ``core`` reads the fused (or recurrent) core instead, letting memory contribute.
 """
 from __future__ import annotations
 
@@ -22,7 +28,8 @@ from torch import nn
 
 from robots_ts.policies.student_config import AugmentConfig, StudentNetConfig
 
-NORM_KEYS = ("proprio_mean", "proprio_std", "aux_mean", "aux_std", "depth_mean", "depth_std")
+NORM_KEYS = ("proprio_mean", "proprio_std", "aux_mean", "aux_std", "depth_mean", "depth_std", "points_mean",
+             "points_std")
 
 
 def mlp(sizes: list[int], out_act: bool = True) -> nn.Sequential:
@@ -101,6 +108,8 @@ class Student(nn.Module):
         image = obs_spec["depth"][1:] if cfg.encoder == "depth" else [0]
         self.register_buffer("depth_mean", torch.full(image, self.near), persistent=False)
         self.register_buffer("depth_std", torch.ones(1), persistent=False)
+        self.register_buffer("points_mean", torch.zeros(3), persistent=False)
+        self.register_buffer("points_std", torch.ones(3), persistent=False)
 
     @property
     def recurrent(self) -> bool:
@@ -133,6 +142,9 @@ class Student(nn.Module):
                 sensor = (sensor - self.depth_mean) / self.depth_std
             else:
                 sensor = (sensor - self.near) / (self.far - self.near)
+        else:
+            # Metres around the workspace are small numbers for an MLP: standardise each axis.
+            sensor = (sensor - self.points_mean) / self.points_std
         return torch.cat([self.proprio(p), self.sensor(sensor)], dim=-1)
 
     def forward(self, proprio: torch.Tensor, sensor: torch.Tensor, hidden: torch.Tensor | None = None,

