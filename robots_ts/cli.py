@@ -50,18 +50,18 @@ def cmd_train_teacher(argv: list[str]) -> int:
     return 0
 
 
-def load_policy(run_dir: Path, checkpoint: str = "best"):
+def load_policy(run_dir: Path, checkpoint: str | None = None):
     from robots_ts.runs import read_run_meta
 
     kind = read_run_meta(run_dir).get("kind")
     if kind == "teacher":
         from robots_ts.policies.teacher import load_teacher
 
-        return load_teacher(run_dir, checkpoint)
+        return load_teacher(run_dir, checkpoint or "best")
     if kind in ("student", "residual"):
         from robots_ts.policies.student_io import load_student
 
-        return load_student(run_dir, checkpoint)
+        return load_student(run_dir, checkpoint or "latest")
     raise ValueError(f"{run_dir}: unknown run kind {kind!r}")
 
 
@@ -71,7 +71,8 @@ def cmd_evaluate(argv: list[str]) -> int:
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--num-envs", type=int, default=16)
-    ap.add_argument("--checkpoint", default="best", help="best | latest | a checkpoint file")
+    ap.add_argument("--checkpoint", help="best | latest | a checkpoint file (default: best for a teacher, "
+                    "latest for a student, whose last iteration is its final fit)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("--video", help="write rollouts of world 0 to this .mp4 or .gif")
     ap.add_argument("--param-grid", type=int, metavar="N",

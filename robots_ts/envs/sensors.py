@@ -4,11 +4,21 @@ One :class:`DepthCamera` owns an OpenGL context, so it must be used from one thr
 batched env gives each worker thread its own. It renders any world (model, data) whose meshes and
 textures match the model it was built from: per-world models that differ only in sizes, masses
 and frictions qualify.
+
+The OpenGL calls of all cameras in a process are serialized by one lock. Mesa's software
+rasterizer (the CPU ``swrast`` driver behind headless EGL) crashed the process with a segmentation
+fault, now and then, when two threads rendered through their own contexts at the same time. Scene
+updates and the depth conversion stay outside the lock, so worker threads still overlap there.
 """
 from __future__ import annotations
 
+import os
+import threading
+
 import mujoco
 import numpy as np
+
+GL_LOCK = threading.Lock()
 
 
 class DepthCamera:
@@ -23,12 +33,19 @@ class DepthCamera:
             raise ValueError(f"depth image {width}x{height} exceeds the offscreen buffer "
                              f"{model.vis.global_.offwidth}x{model.vis.global_.offheight}")
         self.width, self.height, self.near, self.far = int(width), int(height), float(near), float(far)
-        from mujoco.gl_context import GLContext  # the backend chosen by MUJOCO_GL
+        try:
+            from mujoco.gl_context import GLContext  # the backend chosen by MUJOCO_GL
+        except ImportError as exc:
+            raise RuntimeError(
+                f"depth rendering needs an OpenGL backend, but MUJOCO_GL={os.environ.get('MUJOCO_GL')!r} "
+                "gives none: install libEGL and Mesa (Debian: libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri) "
+                "and set MUJOCO_GL=egl before importing mujoco") from exc
 
-        self._gl = GLContext(self.width, self.height)
-        self._gl.make_current()
-        self._ctx = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
-        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._ctx)
+        with GL_LOCK:
+            self._gl = GLContext(self.width, self.height)
+            self._gl.make_current()
+            self._ctx = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
+            mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._ctx)
         self._ctx.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
         self._scene = mujoco.MjvScene(model, maxgeom=200)
         for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
@@ -51,21 +68,23 @@ class DepthCamera:
 
     def render(self, model: mujoco.MjModel, data: mujoco.MjData, out: np.ndarray) -> np.ndarray:
         """Depth image (H, W) float32 in metres, row 0 at the top, clipped to [near, far]."""
-        self._gl.make_current()
         mujoco.mjv_updateScene(model, data, self._opt, None, self._cam, mujoco.mjtCatBit.mjCAT_STATIC |
                                mujoco.mjtCatBit.mjCAT_DYNAMIC, self._scene)
-        mujoco.mjr_render(self._rect, self._scene, self._ctx)
-        mujoco.mjr_readPixels(None, self._raw, self._rect, self._ctx)
+        with GL_LOCK:
+            self._gl.make_current()
+            mujoco.mjr_render(self._rect, self._scene, self._ctx)
+            mujoco.mjr_readPixels(None, self._raw, self._rect, self._ctx)
         depth = self._d / (self._raw[::-1].astype(np.float64) + self._c)
         np.clip(depth, self.near, self.far, out=out, casting="unsafe")
         return out
 
     def close(self) -> None:
         if self._ctx is not None:
-            self._gl.make_current()
-            self._ctx.free()
-            self._ctx = None
-            self._gl.free()
+            with GL_LOCK:
+                self._gl.make_current()
+                self._ctx.free()
+                self._ctx = None
+                self._gl.free()
 
 
 def camera_rays(width: int, height: int, fovy_deg: float) -> np.ndarray:

@@ -3,9 +3,11 @@
 Each DAgger iteration i: (1) roll out on the batched env with the teacher acting per step with
 probability beta_i and the student otherwise; (2) label every visited state with the teacher's
 action from its own observation groups of the same step; (3) append the states to the on-disk
-aggregate; (4) train the student for K epochs on the aggregate (or its last M iterations).
-Behaviour cloning is one teacher-only collection of the same total number of teacher-labelled
-samples, trained once: the baseline DAgger must beat at an equal label budget.
+aggregate; (4) train the student for K epochs on the aggregate (or its last M iterations; at most
+``train_samples`` samples). Behaviour cloning is one teacher-only collection of the same total
+number of teacher-labelled samples, trained once: the baseline DAgger must beat at an equal label
+budget. ``labels`` in the metrics counts the states stored for training; the teacher's actions
+queried during evaluation (to measure agreement) never enter the dataset and are not counted.
 
 A run directory holds ``run.json`` (kind "student"), ``config.yaml``, ``metrics.jsonl`` (one record
 per iteration), ``dataset/``, ``checkpoints/`` (``iter_NNNN`` safetensors + JSON, ``latest.json``,
@@ -38,12 +40,20 @@ TRAIN = 3
 CHECKED_ENV_FIELDS = ("control_hz", "episode_steps", "terminate_on_success", "init_noise", "params")
 
 
-def plan(cfg: StudentConfig) -> list[tuple[int, float, int, int]]:
-    """(iteration, beta, env steps, epochs) of every iteration of the run."""
+def plan(cfg: StudentConfig) -> list[tuple[int, float, int, int, bool]]:
+    """(iteration, beta, env steps, epochs, capped) of every iteration of the run; ``capped``: the
+    iteration's training stops after ``dagger.train_samples`` samples."""
     d = cfg.dagger
     if d.algorithm == "bc":
-        return [(0, 1.0, d.iterations * d.steps_per_iteration, d.bc_epochs or d.epochs)]
-    return [(i, beta_at(d, i), d.steps_per_iteration, d.epochs) for i in range(d.iterations)]
+        return [(0, 1.0, d.iterations * d.steps_per_iteration, d.bc_epochs or d.epochs, True)]
+    steps = [(i, beta_at(d, i), d.steps_per_iteration, d.epochs, True) for i in range(d.iterations)]
+    if d.final_epochs and steps:
+        # The capped per-iteration training keeps DAgger's cost flat, but leaves the last student
+        # fitted to the aggregate by a few hundred warm-started steps; the policy the run hands over
+        # is trained to convergence on everything collected.
+        i, beta, n_steps, _, _ = steps[-1]
+        steps[-1] = (i, beta, n_steps, d.final_epochs, False)
+    return steps
 
 
 def check_teacher(teacher, env: BatchedEnv, source: str) -> None:
@@ -156,7 +166,7 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
     best = max(history, key=lambda r: (r["student_success"], r["iteration"]), default=None)
     tb = TensorBoardLog(run_dir / "tb", replay=history)
     steps = plan(cfg)
-    total = sum(s for _, _, s, _ in steps) * n
+    total = sum(s for _, _, s, _, _ in steps) * n
     bar = tqdm(total=total, initial=labels, unit="label", desc=f"distill {cfg.env.task}", disable=not progress,
                dynamic_ncols=True)
     record = history[-1] if history else {}
@@ -164,7 +174,7 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
         if teacher_success is None:
             teacher_success = evaluate(env, teacher, cfg.dagger.eval_episodes,
                                        seed_for(cfg.seed, 0, EVAL_TEACHER))["success_rate"]
-        for it, beta, n_steps, epochs in steps[start:]:
+        for it, beta, n_steps, epochs, capped in steps[start:]:
             t0 = time.perf_counter()
             bar.set_postfix_str(f"iter {it} collecting (beta {beta:.2f})")
             col = collect(env, teacher, student, dataset, it, beta, n_steps, cfg.seed, cfg.dagger.chunk_steps, bar)
@@ -172,7 +182,8 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
             keep = cfg.dagger.keep_last
             records = dataset.records(max(0, it - keep + 1) if keep else 0)
             bar.set_postfix_str(f"iter {it} training on {dataset.num_samples(records)} samples")
-            tr = train_epochs(model, dataset, records, cfg, epochs, seed_for(cfg.seed, it, TRAIN), fit_depth=it == 0)
+            tr = train_epochs(model, dataset, records, cfg, epochs, seed_for(cfg.seed, it, TRAIN), fit_depth=it == 0,
+                              capped=capped)
             ev = evaluate(env, student, cfg.dagger.eval_episodes, seed_for(cfg.seed, it, EVAL_STUDENT), teacher)
             record = {"iteration": it, "labels": labels, "beta": beta, "dataset_samples": dataset.num_samples(records),
                       "student_success": ev["success_rate"], "student_success_ci95": ev["success_ci95"],

@@ -8,7 +8,10 @@ Losses on the teacher's labels (``dagger.loss``):
                 the teacher is sure about count more than those it leaves to exploration noise.
 plus, when configured, ``aux_weight`` times the MSE of the aux head on standardised privileged columns.
 The optimizer is created fresh for each iteration, so a checkpoint of the weights is the whole
-training state and a resumed run continues exactly.
+training state and a resumed run continues exactly. With ``lr_schedule: cosine`` (the default) the
+learning rate falls from ``lr`` to 0 over each iteration's gradient steps: the checkpoint an
+iteration leaves is a settled model, not a snapshot of weights still moving at full step size,
+which made student success swing by tens of points from one iteration to the next.
 """
 from __future__ import annotations
 
@@ -102,9 +105,10 @@ def loss_terms(model: Student, batch: dict[str, torch.Tensor], cfg: StudentConfi
 
 
 def train_epochs(model: Student, dataset: ChunkDataset, records: list[dict], cfg: StudentConfig,
-                 epochs: int, seed: int, fit_depth: bool = False) -> dict[str, float]:
+                 epochs: int, seed: int, fit_depth: bool = False, capped: bool = True) -> dict[str, float]:
     """``epochs`` passes over ``records``, stopped early after ``dagger.train_samples`` samples when
-    that is set; returns the last pass's mean losses, its batch count and the samples trained on."""
+    that is set and ``capped``; returns the last pass's mean losses, its batch count and the samples
+    trained on."""
     d = cfg.dagger
     update_normalization(model, dataset, records, fit_depth)
     opt = torch.optim.Adam(model.parameters(), lr=d.lr, weight_decay=d.weight_decay)
@@ -123,7 +127,13 @@ def train_epochs(model: Student, dataset: ChunkDataset, records: list[dict], cfg
     model.train()
     sums: dict[str, float] = {}
     batches = seen = 0
-    cap = d.train_samples or float("inf")
+    cap = (d.train_samples if capped else 0) or float("inf")
+    # Gradient steps this call will take (the last batch of a chunk group may be short: an estimate).
+    planned = max(1, int(min(epochs * dataset.num_samples(records), cap) // d.batch_size))
+    sched = None
+    if d.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: 0.5 * (1.0 + np.cos(np.pi * min(step, planned) / planned)))
     for _ in range(epochs):
         sums, batches = {}, 0
         for batch in dataset.batches(records, per_batch, rng, d.chunks_in_memory, keys, seq_len,
@@ -139,6 +149,8 @@ def train_epochs(model: Student, dataset: ChunkDataset, records: list[dict], cfg
             if d.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), d.max_grad_norm)
             opt.step()
+            if sched is not None:
+                sched.step()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             batches += 1

@@ -51,9 +51,12 @@ class DaggerConfig:
     epochs: int = 4                         # passes over the aggregate per iteration
     train_samples: int = 0                  # cap on samples trained on per iteration (0: none); keeps late
                                             # iterations' cost constant instead of growing with the aggregate
+    final_epochs: int = 0                   # dagger: the last iteration trains this many epochs on the whole
+                                            # aggregate, without the train_samples cap (0: like the others)
     bc_epochs: int = 0                      # bc: epochs on its one collection; 0 uses `epochs`
     batch_size: int = 256                   # env steps per gradient step (recurrent: in windows of seq_len)
     lr: float = 1e-3
+    lr_schedule: str = "cosine"             # cosine (lr to 0 over each iteration's training) | constant
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     loss: str = "mse"                       # mse | nll | sigma_l2 (teacher-sigma-weighted L2)
@@ -95,6 +98,7 @@ def validate(cfg: StudentConfig) -> None:
         raise ValueError("teacher: give the teacher run directory, e.g. teacher=runs/teacher/reach")
     choices = {"dagger.algorithm": (d.algorithm, ALGORITHMS), "dagger.beta_schedule": (d.beta_schedule, BETA_SCHEDULES),
                "dagger.loss": (d.loss, LOSSES), "dagger.depth_storage": (d.depth_storage, DEPTH_STORAGE),
+               "dagger.lr_schedule": (d.lr_schedule, ("cosine", "constant")),
                "student.encoder": (s.encoder, ("depth", "points")),
                "student.depth_norm": (s.depth_norm, ("pixel", "range")),
                "student.aux_input": (s.aux_input, ("sensor", "core"))}
@@ -111,7 +115,7 @@ def validate(cfg: StudentConfig) -> None:
                 "chunk_steps", "chunks_in_memory"):
         if getattr(d, key) <= 0:
             raise ValueError(f"dagger.{key}: expected a positive integer, got {getattr(d, key)}")
-    for key in ("train_samples", "keep_last", "bc_epochs"):
+    for key in ("train_samples", "keep_last", "bc_epochs", "final_epochs"):
         if getattr(d, key) < 0:
             raise ValueError(f"dagger.{key}: expected 0 (off) or a positive integer, got {getattr(d, key)}")
     if not 0.0 <= d.beta0 <= 1.0 or not 0.0 <= d.beta_decay <= 1.0:

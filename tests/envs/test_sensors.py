@@ -92,3 +92,29 @@ def test_points_lie_on_true_surfaces(remove_table):
         assert len(tab) >= 50
         assert np.abs(tab[:, 2]).max() < 0.005
     env.close()
+
+
+def test_without_an_opengl_backend_state_envs_run_and_depth_envs_say_what_to_install():
+    """MUJOCO_GL=disable (what robots_ts picks on a machine without libEGL): a state-only env
+    steps, and a depth env fails with a message naming the libraries, not a crash in MuJoCo."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import robots_ts
+from robots_ts.config import EnvConfig
+from robots_ts.envs.vec_env import BatchedEnv
+env = BatchedEnv(EnvConfig(task="Reach", num_envs=2), seed=0)
+env.reset()
+env.close()
+try:
+    BatchedEnv(EnvConfig(task="Reach", num_envs=2, obs_groups=["proprio", "depth"]), seed=0).reset()
+except RuntimeError as exc:
+    print("ERROR:", exc)
+"""
+    env = {**os.environ, "MUJOCO_GL": "disable"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ERROR: depth rendering needs an OpenGL backend" in out.stdout
+    assert "libegl1" in out.stdout

@@ -68,8 +68,11 @@ def test_beta_schedules():
     assert beta_at(replace(d, beta_schedule="constant", beta0=0.0), 3) == 0.0
     assert beta_at(replace(d, algorithm="bc"), 4) == 1.0
     # BC: one collection with the label budget of the whole DAgger run.
-    dagger_steps = sum(s for _, _, s, _ in plan(tiny("dagger.iterations=4")))
-    assert plan(tiny("dagger.iterations=4", "dagger.algorithm=bc")) == [(0, 1.0, dagger_steps, 4)]
+    dagger_steps = sum(s for _, _, s, _, _ in plan(tiny("dagger.iterations=4")))
+    assert plan(tiny("dagger.iterations=4", "dagger.algorithm=bc")) == [(0, 1.0, dagger_steps, 4, True)]
+    # final_epochs: only the last DAgger iteration trains longer, and without the per-iteration cap.
+    steps = plan(tiny("dagger.iterations=3", "dagger.final_epochs=20"))
+    assert [(e, capped) for *_, e, capped in steps] == [(4, True), (4, True), (20, False)]
 
 
 @pytest.mark.parametrize("override,message", [
@@ -170,7 +173,8 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
     # A recurrent point-cloud student with an aux head and a 2-iteration window covers those paths.
     over = ["env.obs_groups=[proprio,points]", "env.points.num_points=64", "student.encoder=points",
             "student.gru_hidden=16", "dagger.seq_len=4", "student.aux_indices=[0,1,2]", "student.aux_weight=0.5",
-            "dagger.keep_last=2", "dagger.epochs=1", "dagger.steps_per_iteration=8", "dagger.chunk_steps=4"]
+            "dagger.keep_last=2", "dagger.epochs=1", "dagger.steps_per_iteration=8", "dagger.chunk_steps=4",
+            "dagger.final_epochs=0"]  # the kill is simulated by a shorter run: no final fit to tell them apart
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     distill(tiny("dagger.iterations=3", *over), straight, progress=False)
     distill(tiny("dagger.iterations=2", *over), killed, progress=False)
@@ -242,7 +246,8 @@ def test_losses():
 def test_bench_compares_at_equal_label_budgets(tmp_path, capsys):
     from robots_ts.bench.distill import bench_distill, bc_epochs_matching
 
-    cfg = tiny("dagger.iterations=3", "dagger.epochs=2", "dagger.steps_per_iteration=8", "dagger.eval_episodes=4")
+    cfg = tiny("dagger.iterations=3", "dagger.epochs=2", "dagger.steps_per_iteration=8", "dagger.eval_episodes=4",
+               "dagger.final_epochs=0")
     res = bench_distill(cfg, seeds=[0, 1, 2], out=tmp_path, bc_points=2)
     assert res["labels"] == [48, 96, 144]
     # BC is trained at DAgger's budgets (its first iteration already is BC), with matched compute.
