@@ -23,6 +23,11 @@ def grid_cells(low: np.ndarray, high: np.ndarray, n: int) -> np.ndarray:
     return np.array(list(itertools.product(*axes)))
 
 
+def cell_success(records: list[dict], cells: int, episodes_per_cell: int) -> np.ndarray:
+    """Success rate per cell of rollout records ordered cell by cell, ``episodes_per_cell`` each."""
+    return np.array([r["success"] for r in records], dtype=float).reshape(cells, episodes_per_cell).mean(axis=1)
+
+
 def evaluate_grid(policy, env_cfg, n: int, episodes_per_cell: int = 4, seed: int = 0, num_envs: int = 16,
                   threshold: float = 0.75, out_dir: str | Path | None = None, param_space=None) -> dict:
     from robots_ts.envs.world import resolve_task
@@ -31,8 +36,7 @@ def evaluate_grid(policy, env_cfg, n: int, episodes_per_cell: int = 4, seed: int
     cells = grid_cells(space.low, space.high, n)
     params = np.repeat(cells, episodes_per_cell, axis=0)
     records = rollout_on_params(policy, env_cfg, params, seed=seed, num_envs=num_envs)
-    success = np.array([r["success"] for r in records], dtype=float).reshape(len(cells), episodes_per_cell)
-    cell_rate = success.mean(axis=1)
+    cell_rate = cell_success(records, len(cells), episodes_per_cell)
     res = {"task": env_cfg.task, "param_names": list(space.names), "grid": n, "cells": len(cells),
            "episodes_per_cell": episodes_per_cell, "threshold": threshold,
            "mastered_fraction": float(np.mean(cell_rate >= threshold)),

@@ -111,8 +111,12 @@ def write_run_meta(run_dir: Path, kind: str, **extra: Any) -> None:
                                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
 
 
-def read_run_meta(run_dir: Path) -> dict:
+def read_run_meta(run_dir: Path, kind: str | None = None) -> dict:
+    """``run.json`` of a run directory; with ``kind``, fail unless the run is of that kind."""
     path = Path(run_dir) / "run.json"
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no run.json)")
-    return json.loads(path.read_text())
+    meta = json.loads(path.read_text())
+    if kind is not None and meta.get("kind") != kind:
+        raise ValueError(f"{run_dir} is a {meta.get('kind')!r} run, not a {kind} run")
+    return meta

@@ -61,13 +61,10 @@ def grid_rows(space, grid_params: tuple[str, ...], n: int, episodes: int, seed: 
     return cells, rows.reshape(-1, space.dim)
 
 
-def cell_success(records: list[dict], cells: int, episodes: int) -> np.ndarray:
-    return np.array([r["success"] for r in records], dtype=float).reshape(cells, episodes).mean(axis=1)
-
-
 def evaluate_policy_on_grid(policy, env_cfg, rows: np.ndarray, cells: int, episodes: int, seed: int,
                             num_envs: int) -> np.ndarray:
     from robots_ts.evaluate import rollout_on_params
+    from robots_ts.grid_eval import cell_success
 
     records = rollout_on_params(policy, env_cfg, rows, seed=seed, num_envs=num_envs)
     return cell_success(records, cells, episodes)

@@ -311,8 +311,7 @@ def distill_main(argv: list[str]) -> int:
             if args.config or args.overrides or args.run_dir or args.seed is not None:
                 raise ConfigError("--resume takes the run's own config.yaml; only --iterations may change")
             run_dir = Path(args.resume)
-            if read_run_meta(run_dir).get("kind") != "student":
-                raise ValueError(f"{run_dir} is not a student run")
+            read_run_meta(run_dir, "student")
             cfg = load_config(StudentConfig, run_dir / "config.yaml")
         else:
             if not args.config:

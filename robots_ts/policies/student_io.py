@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from robots_ts.config import EnvConfig, to_dict
 from robots_ts.policies.student_config import StudentNetConfig
 from robots_ts.policies.students import Student
-from robots_ts.runs import atomic_write, atomic_write_json
+from robots_ts.runs import atomic_write, atomic_write_json, read_run_meta
 
 FORMAT = "robots_ts.student/1"
 
@@ -144,12 +144,7 @@ def load_student(run_dir: str | Path, checkpoint: str = "latest", device: str = 
     if run_dir.suffix == ".json" and run_dir.is_file():
         json_path = run_dir
     else:
-        meta_path = run_dir / "run.json"
-        if not meta_path.exists():
-            raise FileNotFoundError(f"{run_dir} is not a run directory (no run.json)")
-        kind = json.loads(meta_path.read_text()).get("kind")
-        if kind != "student":
-            raise ValueError(f"{run_dir} is a {kind!r} run, not a student run")
+        read_run_meta(run_dir, "student")
         json_path = resolve_checkpoint(run_dir, checkpoint)
     model, meta = load_checkpoint(json_path, device)
     model.eval()

@@ -15,6 +15,7 @@ import torch
 
 from robots_ts.config import load_config
 from robots_ts.policies.teacher_config import TeacherConfig
+from robots_ts.runs import read_run_meta
 
 
 class ObsNormalizer:
@@ -127,11 +128,5 @@ class Teacher:
 
 
 def load_teacher(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Teacher:
-    run_dir = Path(run_dir)
-    meta = run_dir / "run.json"
-    if not meta.exists():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no run.json)")
-    kind = json.loads(meta.read_text()).get("kind")
-    if kind != "teacher":
-        raise ValueError(f"{run_dir} is a {kind!r} run, not a teacher run")
+    read_run_meta(run_dir, "teacher")
     return Teacher(run_dir, checkpoint, device)
