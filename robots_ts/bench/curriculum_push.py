@@ -1,9 +1,10 @@
 """``robots-ts bench curriculum-push``: PPO with ALP-GMM vs Random on Push with an unlearnable region.
 
-    robots-ts bench curriculum-push --out-dir runs/bench_curriculum_push --seeds 3 --train-seconds 420 --json
+    robots-ts bench curriculum-push --out-dir runs/bench_curriculum_push --seeds 5 --json
 
-The parameter space is ``configs/teacher/push_curriculum.yaml``'s: cubes up to 10 kg at friction up
-to 1.2, where the scripted push fails on about half the (mass, friction) square. Steps:
+The parameter space is ``configs/teacher/push_curriculum.yaml``'s: cubes of 0.05 to 36 kg, of
+which the scripted push moves only those under about 7 kg and no policy has moved those over
+about 20 kg. Steps:
 
 1. **Oracle.** The task's scripted controller runs on the test grid: ``--grid`` x ``--grid`` cells
    over mass x friction (``--grid-params``), ``--grid-episodes`` episodes per cell. The other
@@ -20,7 +21,8 @@ to 1.2, where the scripted push fails on about half the (mass, friction) square.
 4. **Grid evaluation** of every run at the budget's checkpoint (in parallel), then the JSON:
    per run the share of learnable cells mastered (success >= threshold) and the mean success
    over learnable cells, per curriculum their mean and std, bounds, budget and wall times;
-   and a comparison PNG (oracle and mean success maps, per-seed mastered shares).
+   an exact one-sided permutation test over the seeds for each comparison; and a comparison
+   PNG (oracle and mean success maps, per-seed mastered shares).
 
 Finished work is reused: a rerun with the same ``--out-dir`` resumes unfinished runs from their
 checkpoints and reads cached grid evaluations.
@@ -208,6 +210,27 @@ def _eval_worker(args: tuple) -> list[float]:
     return evaluate_policy_on_grid(policy, env_cfg, rows, cells, episodes, seed, num_envs).tolist()
 
 
+def permutation_p_value(a, b) -> float:
+    """Exact one-sided p-value that mean(a) exceeds mean(b) by chance: the share of all ways to
+    split the pooled values into groups of len(a) and len(b) whose mean difference is at least
+    the observed one (seeds are exchangeable under the null; ties count against the claim)."""
+    from itertools import combinations
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if not len(a) or not len(b):
+        raise ValueError("permutation_p_value: both groups need at least one value")
+    pooled = np.concatenate([a, b])
+    observed = a.mean() - b.mean()
+    total = pooled.sum()
+    hits = count = 0
+    for idx in combinations(range(len(pooled)), len(a)):
+        sa = pooled[list(idx)].sum()
+        diff = sa / len(a) - (total - sa) / len(b)
+        hits += diff >= observed - 1e-12
+        count += 1
+    return hits / count
+
+
 def _summary(values) -> dict:
     a = np.asarray(values, dtype=float)
     return {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max()),
@@ -215,9 +238,9 @@ def _summary(values) -> dict:
 
 
 # -- the benchmark ------------------------------------------------------------------------------
-def bench(out_dir: Path, config: str = DEFAULT_CONFIG, curricula=CURRICULA, seeds: int = 3,
-          total_steps: int = 2_000_000, train_seconds: float = 420.0, grid: int = 6,
-          grid_params: tuple[str, ...] = ("mass", "friction"), grid_episodes: int = 12, threshold: float = 0.75,
+def bench(out_dir: Path, config: str = DEFAULT_CONFIG, curricula=CURRICULA, seeds: int = 5,
+          total_steps: int = 1_500_000, train_seconds: float = 7200.0, grid: int = 8,
+          grid_params: tuple[str, ...] = ("mass", "goal_distance"), grid_episodes: int = 12, threshold: float = 0.75,
           eval_seed: int = 12345, cores: int | None = None, overrides: list[str] | None = None) -> dict:
     from robots_ts.config import load_config
     from robots_ts.envs.world import resolve_task
@@ -340,7 +363,15 @@ def bench(out_dir: Path, config: str = DEFAULT_CONFIG, curricula=CURRICULA, seed
         a, b = curricula[-1], curricula[0]
         ma = per_curriculum[a]["mastered_learnable_fraction"]["mean"]
         mb = per_curriculum[b]["mastered_learnable_fraction"]["mean"]
-        res["comparison"] = {f"{a}_minus_{b}_mastered_learnable": ma - mb, f"{a}_masters_more": bool(ma > mb)}
+        res["comparison"] = {
+            f"{a}_minus_{b}_mastered_learnable": ma - mb, f"{a}_masters_more": bool(ma > mb),
+            # exact one-sided permutation tests over the seeds (H1: the last curriculum is better)
+            "p_value_mastered_learnable": permutation_p_value(
+                per_curriculum[a]["mastered_learnable_fraction"]["per_seed"],
+                per_curriculum[b]["mastered_learnable_fraction"]["per_seed"]),
+            "p_value_success_learnable": permutation_p_value(
+                per_curriculum[a]["success_learnable"]["per_seed"], per_curriculum[b]["success_learnable"]["per_seed"]),
+        }
     res["plot"] = str(plot_comparison(res, out_dir / "curriculum_push.png"))
     atomic_write_text(out_dir / "curriculum_push.json", json.dumps(res, indent=1) + "\n")
     return res
@@ -399,12 +430,12 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default=DEFAULT_CONFIG)
     ap.add_argument("--curricula", default=",".join(CURRICULA),
                     help="comma-separated; the last is compared to the first")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--total-steps", type=int, default=2_000_000, help="env steps per run, at most")
-    ap.add_argument("--train-seconds", type=float, default=420.0,
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--total-steps", type=int, default=1_500_000, help="env steps per run, at most")
+    ap.add_argument("--train-seconds", type=float, default=7200.0,
                     help="wall-clock limit of the training phase; then runs stop at a common checkpoint")
-    ap.add_argument("--grid", type=int, default=6, help="cells per grid dimension")
-    ap.add_argument("--grid-params", default="mass,friction", help="the two parameters the test grid spans")
+    ap.add_argument("--grid", type=int, default=8, help="cells per grid dimension")
+    ap.add_argument("--grid-params", default="mass,goal_distance", help="the two parameters the test grid spans")
     ap.add_argument("--grid-episodes", type=int, default=12, help="episodes per cell")
     ap.add_argument("--threshold", type=float, default=0.75, help="success rate at which a cell is mastered")
     ap.add_argument("--cores", type=int, help="cores to share between the runs (default: all)")
@@ -432,6 +463,9 @@ def main(argv=None) -> int:
         for c, s in res["per_curriculum"].items():
             m = s["mastered_learnable_fraction"]
             print(f"{c}: learnable cells mastered {m['mean']:.3f} +- {m['std']:.3f} {m['per_seed']}")
+        if "comparison" in res:
+            print(f"one-sided permutation p: mastered {res['comparison']['p_value_mastered_learnable']:.3f}, "
+                  f"success {res['comparison']['p_value_success_learnable']:.3f}")
     print(f"record: {Path(args.out_dir) / 'curriculum_push.json'}", file=sys.stderr)
     return 0
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from robots_ts.bench.curriculum_push import (DEFAULT_CONFIG, cell_index, common_budget, main, grid_rows,
-                                             train_command)
+                                             permutation_p_value, train_command)
 from robots_ts.config import load_config
 from robots_ts.envs.params import ParamSpace
 from robots_ts.policies.teacher_config import TeacherConfig
@@ -40,6 +40,19 @@ def test_common_budget_is_the_largest_step_every_run_has():
     assert common_budget([]) is None
 
 
+def test_permutation_p_value_is_exact_and_one_sided():
+    # Complete separation: only 1 of the C(6,3) = 20 splits (1 of C(10,5) = 252) is as extreme.
+    assert permutation_p_value([0.3, 0.4, 0.5], [0.0, 0.1, 0.2]) == pytest.approx(1 / 20)
+    assert permutation_p_value([5, 6, 7, 8, 9], [0, 1, 2, 3, 4]) == pytest.approx(1 / 252)
+    # The other direction, and no difference at all, are no evidence.
+    assert permutation_p_value([0.0, 0.1, 0.2], [0.3, 0.4, 0.5]) == 1.0
+    assert permutation_p_value([0.0, 0.0, 0.0], [0.0, 0.0, 0.0]) == 1.0
+    # One high seed does not make a difference significant.
+    assert permutation_p_value([0.84, 0.16, 0.05], [0.16, 0.05, 0.0]) > 0.1
+    with pytest.raises(ValueError):
+        permutation_p_value([], [1.0])
+
+
 def test_train_command_fresh_and_resume(tmp_path: Path):
     run = tmp_path / "alp_gmm_s1"
     cmd = train_command(DEFAULT_CONFIG, run, "alp_gmm", 1, 500_000, 2, ["ppo.n_epochs=5"])
@@ -51,10 +64,33 @@ def test_train_command_fresh_and_resume(tmp_path: Path):
         ["--resume", str(run), "--total-steps", "500000"]
 
 
-def test_config_has_constant_lr_and_an_unlearnable_mass_range():
+def test_config_has_constant_lr_and_a_mostly_unlearnable_mass_range():
     cfg = load_config(TeacherConfig, DEFAULT_CONFIG)
     assert cfg.ppo.lr_schedule == "constant"   # a stopped run equals a shorter run
-    assert cfg.env.params["mass"][1] >= 8.0
+    lo, hi = cfg.env.params["mass"]
+    assert (hi - 12.0) / (hi - lo) >= 0.6      # most of the range is beyond the scripted push
+    assert cfg.env.params["friction"][1] <= 0.8  # at or below the table's: friction = max(...) = 0.8
+
+
+def test_heavy_cubes_of_the_config_stay_put_and_light_ones_are_pushed():
+    """The region the benchmark calls unlearnable is physical: at the shortest goal distance
+    (2 cm of travel into the goal disc), the scripted push moves a 2 kg cube there and neither a
+    14 kg nor a 36 kg cube."""
+    from dataclasses import replace
+
+    from robots_ts.evaluate import rollout_on_params
+    from robots_ts.policies.scripted import ScriptedTeacher
+
+    cfg = load_config(TeacherConfig, DEFAULT_CONFIG)
+    env_cfg = replace(cfg.env, num_threads=1, curriculum=replace(cfg.env.curriculum, name="none"))
+    episodes = 8
+    goal = cfg.env.params["goal_distance"][0]
+    rows = np.array([[0.0275, 0.8, m, goal] for m in (2.0, 14.0, cfg.env.params["mass"][1])
+                     for _ in range(episodes)])
+    records = rollout_on_params(ScriptedTeacher(), env_cfg, rows, seed=3, num_envs=24)
+    success = np.array([r["success"] for r in records], dtype=float).reshape(3, episodes).mean(axis=1)
+    assert success[0] >= 7 / 8, success
+    assert success[1] == 0.0 and success[2] == 0.0, success
 
 
 def test_bad_grid_params_are_rejected(tmp_path: Path, capsys):
