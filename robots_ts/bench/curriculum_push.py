@@ -1,6 +1,6 @@
 """``robots-ts bench curriculum-push``: PPO with ALP-GMM vs Random on Push with an unlearnable region.
 
-    robots-ts bench curriculum-push --out-dir runs/bench_curriculum_push --seeds 5 --json
+    robots-ts bench curriculum-push --out-dir runs/bench_curriculum_push --seeds 7 --json
 
 The parameter space is ``configs/teacher/push_curriculum.yaml``'s: cubes of 0.05 to 36 kg, of
 which the scripted push moves only those under about 7 kg and no policy has moved those over
@@ -238,8 +238,8 @@ def _summary(values) -> dict:
 
 
 # -- the benchmark ------------------------------------------------------------------------------
-def bench(out_dir: Path, config: str = DEFAULT_CONFIG, curricula=CURRICULA, seeds: int = 5,
-          total_steps: int = 1_500_000, train_seconds: float = 7200.0, grid: int = 8,
+def bench(out_dir: Path, config: str = DEFAULT_CONFIG, curricula=CURRICULA, seeds: int = 7,
+          total_steps: int = 1_500_000, train_seconds: float = 14400.0, grid: int = 8,
           grid_params: tuple[str, ...] = ("mass", "goal_distance"), grid_episodes: int = 12, threshold: float = 0.75,
           eval_seed: int = 12345, cores: int | None = None, overrides: list[str] | None = None) -> dict:
     from robots_ts.config import load_config
@@ -430,9 +430,9 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default=DEFAULT_CONFIG)
     ap.add_argument("--curricula", default=",".join(CURRICULA),
                     help="comma-separated; the last is compared to the first")
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=7)
     ap.add_argument("--total-steps", type=int, default=1_500_000, help="env steps per run, at most")
-    ap.add_argument("--train-seconds", type=float, default=7200.0,
+    ap.add_argument("--train-seconds", type=float, default=14400.0,
                     help="wall-clock limit of the training phase; then runs stop at a common checkpoint")
     ap.add_argument("--grid", type=int, default=8, help="cells per grid dimension")
     ap.add_argument("--grid-params", default="mass,goal_distance", help="the two parameters the test grid spans")
