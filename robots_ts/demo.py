@@ -17,11 +17,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-
 from robots_ts.config import config_path, load_config
+from robots_ts.runs import atomic_write_json, atomic_write_text
 
 DEMO_TEACHER_STEPS = 150_000
-from robots_ts.runs import atomic_write_json, atomic_write_text
 
 
 def _teacher(run: Path, seed: int, steps: int | None, extra: list[str]) -> float:

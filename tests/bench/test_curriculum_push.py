@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robots_ts.bench.curriculum_push import (DEFAULT_CONFIG, cell_index, common_budget, main, grid_rows,
-                                             permutation_p_value, train_command)
+from robots_ts.bench.curriculum_push import (DEFAULT_CONFIG, cell_index, common_budget, evaluate_policy_on_grid,
+                                             grid_rows, main, permutation_p_value, train_command)
 from robots_ts.config import load_config
 from robots_ts.envs.params import ParamSpace
 from robots_ts.policies.teacher_config import TeacherConfig
@@ -78,7 +78,6 @@ def test_heavy_cubes_of_the_config_stay_put_and_light_ones_are_pushed():
     14 kg nor a 36 kg cube."""
     from dataclasses import replace
 
-    from robots_ts.evaluate import rollout_on_params
     from robots_ts.policies.scripted import ScriptedTeacher
 
     cfg = load_config(TeacherConfig, DEFAULT_CONFIG)
@@ -87,8 +86,7 @@ def test_heavy_cubes_of_the_config_stay_put_and_light_ones_are_pushed():
     goal = cfg.env.params["goal_distance"][0]
     rows = np.array([[0.0275, 0.8, m, goal] for m in (2.0, 14.0, cfg.env.params["mass"][1])
                      for _ in range(episodes)])
-    records = rollout_on_params(ScriptedTeacher(), env_cfg, rows, seed=3, num_envs=24)
-    success = np.array([r["success"] for r in records], dtype=float).reshape(3, episodes).mean(axis=1)
+    success = evaluate_policy_on_grid(ScriptedTeacher(), env_cfg, rows, 3, episodes, seed=3, num_envs=24)
     assert success[0] >= 7 / 8, success
     assert success[1] == 0.0 and success[2] == 0.0, success
 
