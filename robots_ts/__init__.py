@@ -16,3 +16,8 @@ if "MUJOCO_GL" not in _os.environ:
 _os.environ.setdefault("PYOPENGL_PLATFORM", _os.environ["MUJOCO_GL"])
 
 __version__ = "0.1.0"
+
+# gymnasium.make("robots_ts/<Task>-v0") works after `import robots_ts`; registering loads no simulator.
+from robots_ts.envs.registration import register_envs as _register_envs  # noqa: E402
+
+_register_envs()

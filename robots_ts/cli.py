@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 
-
 def cmd_train_teacher(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="robots-ts train-teacher",
                                  description="Train a privileged-state PPO teacher.")
@@ -23,8 +22,8 @@ def cmd_train_teacher(argv: list[str]) -> int:
         ap.error(f"unrecognized arguments: {' '.join(bad)}")
     args.overrides += extra
     from robots_ts.config import ConfigError, load_config
-    from robots_ts.policies.ppo_train import train_teacher, validate
-    from robots_ts.policies.teacher_config import TeacherConfig
+    from robots_ts.policies.teacher.config import TeacherConfig
+    from robots_ts.policies.teacher.train import train_teacher, validate
 
     if args.resume:
         run = train_teacher(run_dir=args.resume, resume=True, total_steps=args.total_steps)
@@ -50,21 +49,6 @@ def cmd_train_teacher(argv: list[str]) -> int:
     return 0
 
 
-def load_policy(run_dir: Path, checkpoint: str | None = None):
-    from robots_ts.runs import read_run_meta
-
-    kind = read_run_meta(run_dir).get("kind")
-    if kind == "teacher":
-        from robots_ts.policies.teacher import load_teacher
-
-        return load_teacher(run_dir, checkpoint or "best")
-    if kind in ("student", "residual"):
-        from robots_ts.policies.student_io import load_student
-
-        return load_student(run_dir, checkpoint or "latest")
-    raise ValueError(f"{run_dir}: unknown run kind {kind!r}")
-
-
 def cmd_evaluate(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="robots-ts evaluate", description="Evaluate any run's policy.")
     ap.add_argument("run_dir")
@@ -81,6 +65,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     ap.add_argument("--threshold", type=float, default=0.75, help="success rate at which a grid cell is mastered")
     args = ap.parse_args(argv)
     from robots_ts.evaluate import rollout_policy
+    from robots_ts.policies.load import load_policy
 
     run_dir = Path(args.run_dir)
     try:
@@ -123,7 +108,7 @@ def cmd_bench(argv: list[str]) -> int:
 
 
 def cmd_distill(argv: list[str]) -> int:
-    from robots_ts.policies.dagger import distill_main
+    from robots_ts.policies.distill.dagger import distill_main
 
     return int(distill_main(argv) or 0)
 

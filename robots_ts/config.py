@@ -121,11 +121,12 @@ def save_config(cfg: Any, path: str | Path) -> None:
     atomic_write_text(Path(path), OmegaConf.to_yaml(OmegaConf.structured(cfg)))
 
 
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The shipped configs live in the package (a wheel carries them); configs/ at the repository root
+# links here.
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def config_path(relative: str) -> Path:
-    """``configs/<relative>`` from the working directory if it is there, else from the source tree."""
+    """``configs/<relative>`` from the working directory if it is there, else the shipped one."""
     local = Path("configs") / relative
-    return local if local.exists() else REPO_ROOT / "configs" / relative
+    return local if local.exists() else PACKAGED_CONFIGS / relative

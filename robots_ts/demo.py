@@ -18,14 +18,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from robots_ts.config import config_path, load_config
+from robots_ts.progress import Progress
 from robots_ts.runs import atomic_write_json, atomic_write_text
 
 DEMO_TEACHER_STEPS = 150_000
 
 
 def _teacher(run: Path, seed: int, steps: int | None, extra: list[str]) -> float:
-    from robots_ts.policies.ppo_train import train_teacher
-    from robots_ts.policies.teacher_config import TeacherConfig
+    from robots_ts.policies.teacher.config import TeacherConfig
+    from robots_ts.policies.teacher.train import train_teacher
 
     t0 = time.time()
     over = [f"seed={seed}", *extra] + ([f"total_steps={steps}"] if steps else [])
@@ -38,8 +39,8 @@ def _teacher(run: Path, seed: int, steps: int | None, extra: list[str]) -> float
 
 
 def _student(run: Path, config: str, teacher: Path, seed: int, extra: list[str]) -> float:
-    from robots_ts.policies.dagger import distill
-    from robots_ts.policies.student_config import StudentConfig
+    from robots_ts.policies.distill.config import StudentConfig
+    from robots_ts.policies.distill.dagger import distill
 
     t0 = time.time()
     cfg = load_config(StudentConfig, config_path(config), [f"teacher={teacher.resolve()}", f"seed={seed}", *extra])
@@ -47,12 +48,18 @@ def _student(run: Path, config: str, teacher: Path, seed: int, extra: list[str])
     return time.time() - t0
 
 
-def _evaluate(run: Path, episodes: int, seed: int) -> dict:
-    from robots_ts.cli import load_policy
-    from robots_ts.evaluate import rollout_policy
+def _evaluate(runs: dict[str, Path], episodes: int, seed: int) -> dict[str, dict]:
+    """Every stage's policy on the same held-out episodes (teacher: its best evaluation; students:
+    their last, final-fit iteration)."""
+    from robots_ts.evaluate import evaluate_run
 
-    policy = load_policy(run)  # teacher: best by evaluation; student: its last (final-fit) iteration
-    return rollout_policy(policy, policy.env_cfg, episodes=episodes, seed=seed)
+    results = {}
+    with Progress(len(runs), unit="run", desc="demo evaluation") as bar:
+        for name, run in runs.items():
+            bar.set_postfix_str(name)
+            results[name] = evaluate_run(run, episodes=episodes, seed=seed)
+            bar.update(1)
+    return results
 
 
 def _example_observation(path_depth: Path, path_points: Path, seed: int) -> None:
@@ -62,13 +69,13 @@ def _example_observation(path_depth: Path, path_points: Path, seed: int) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from robots_ts.envs.vec_env import BatchedEnv
-    from robots_ts.policies.student_config import StudentConfig
+    from robots_ts.envs import make_batched_env
+    from robots_ts.policies.distill.config import StudentConfig
 
     depth_env = load_config(StudentConfig, config_path("student/reach_depth.yaml"), ["teacher=none"]).env
     points_env = load_config(StudentConfig, config_path("student/reach_points.yaml"), ["teacher=none"]).env
-    env = BatchedEnv(replace(depth_env, num_envs=1, obs_groups=["depth", "points"], points=points_env.points),
-                     seed=seed)
+    env = make_batched_env(replace(depth_env, points=points_env.points), seed=seed, num_envs=1,
+                           obs_groups=["depth", "points"])
     obs = env.reset()
     env.close()
     fig, ax = plt.subplots(figsize=(4, 4))
@@ -209,7 +216,7 @@ def main(argv=None) -> int:
     eval_seed = args.seed + 999
     runs = {"teacher": out / "teacher", "depth_student": out / "student_depth",
             "points_student": out / "student_points", "bc_depth": out / "bc_depth"}
-    policies = {name: _evaluate(run, args.episodes, eval_seed) for name, run in runs.items()}
+    policies = _evaluate(runs, args.episodes, eval_seed)
     summary = {"task": "Reach", "seed": args.seed, "eval_seed": eval_seed, "eval_episodes": args.episodes,
                "policies": policies, "wall_time_s": {k: round(v, 1) for k, v in walls.items()},
                "total_wall_time_s": round(time.time() - t_all, 1),

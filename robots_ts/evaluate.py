@@ -1,20 +1,25 @@
-"""Evaluation of any run's policy: success rate with a 95% interval, returns, lengths, videos.
+"""Evaluation of any run's policy: success rate with a 95% (Wilson) interval, returns, lengths, videos.
 
-Episodes are assigned to worlds up front (world i runs a fixed quota), so short successful
-episodes are not over-counted the way "the first K episodes to finish" would over-count them.
+The episodes run through :func:`robots_ts.rollout.run_episodes` with a quota per world fixed up
+front, so short successful episodes are not over-counted.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from robots_ts.config import EnvConfig
+from robots_ts.rollout import policy_env, run_episodes, split_quota
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a success rate ``successes / n`` (95% for ``z = 1.96``); (0, 1) for n = 0.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or n successes:
+    0 of 10 gives [0, 0.2775], 5 of 10 gives [0.2366, 0.7634].
+    """
     if n == 0:
         return 0.0, 1.0
     p = successes / n
@@ -29,89 +34,45 @@ def rollout_policy(policy, env_cfg: EnvConfig, episodes: int = 100, seed: int = 
                    sampler=None, video: str | Path | None = None, obs_groups=None,
                    max_video_episodes: int = 3) -> dict:
     """Roll ``policy`` out for ``episodes`` episodes (parameters drawn by ``sampler`` or uniformly
-    over the task's bounds) and summarise."""
-    from robots_ts.envs.vec_env import BatchedEnv
-    from robots_ts.envs.video import render_rgb, write_video
-
+    over the task's bounds) and summarise; ``video``: also write world 0's first episodes there."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     n = max(1, min(num_envs, episodes))
-    cfg = replace(env_cfg, num_envs=n, obs_groups=list(obs_groups or policy.obs_groups))
-    quota = np.full(n, episodes // n)
-    quota[: episodes % n] += 1
-    env = BatchedEnv(cfg, seed=seed, sampler=sampler)
-    if hasattr(policy, "bind"):
-        policy.bind(env.world)  # oracles read simulator state directly
-    records: list[dict] = []
+    env = policy_env(policy, env_cfg, n, seed=seed, sampler=sampler, obs_groups=obs_groups)
     frames: list[np.ndarray] = []
-    try:
-        obs = env.reset()
-        policy.reset(np.ones(n, dtype=bool))
-        done_count = np.zeros(n, dtype=np.int64)
-        while np.any(done_count < quota):
-            if video is not None and done_count[0] < max_video_episodes:
+    hooks = {}
+    if video is not None:
+        from robots_ts.envs.video import render_rgb
+
+        world0_done = [0]
+
+        def before_step(obs, action, active):
+            if world0_done[0] < max_video_episodes:
                 frames.append(render_rgb(env.world, 0))
-            obs, _, dones, infos = env.step(policy.act(obs))
-            for i in np.flatnonzero(dones):
-                if done_count[i] < quota[i]:
-                    records.append(_episode_record(infos[i]))
-                done_count[i] += 1
-            policy.reset(dones)
+
+        def after_step(t, dones, infos):
+            world0_done[0] += int(dones[0])
+
+        hooks = {"before_step": before_step, "after_step": after_step}
+    try:
+        records = run_episodes(env, policy.act, [policy], quota=split_quota(episodes, n), **hooks)
     finally:
         env.close()
     out = summarise(records, env_cfg.task, seed)
     if video is not None and frames:
+        from robots_ts.envs.video import write_video
+
         out["video"] = str(write_video(frames, video))
     return out
 
 
-def rollout_on_params(policy, env_cfg: EnvConfig, params: np.ndarray, seed: int = 0, num_envs: int = 16,
-                      obs_groups=None) -> list[dict]:
-    """One episode per row of ``params`` (grid evaluation); records in the order of ``params``."""
-    from robots_ts.envs.vec_env import BatchedEnv
+def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 0, num_envs: int = 16,
+                 checkpoint: str | None = None, video: str | Path | None = None) -> dict:
+    """:func:`rollout_policy` of a run directory's policy on the env it was trained for."""
+    from robots_ts.policies.load import load_policy
 
-    params = np.asarray(params, dtype=np.float64)
-    n = max(1, min(num_envs, len(params)))
-    cfg = replace(env_cfg, num_envs=n, obs_groups=list(obs_groups or policy.obs_groups))
-    sampler = _ListSampler()
-    env = BatchedEnv(cfg, seed=seed, sampler=sampler)
-    if hasattr(policy, "bind"):
-        policy.bind(env.world)
-    records: list[dict] = []
-    try:
-        for start in range(0, len(params), n):
-            batch = params[start:start + n]
-            # Worlds reset in index order, so world i draws batch[i]; later resets get a filler.
-            sampler.items = list(batch) + [batch[0]] * (n - len(batch))
-            obs = env.reset()
-            policy.reset(np.ones(n, dtype=bool))
-            first: list[dict | None] = [None] * n
-            while any(first[i] is None for i in range(len(batch))):
-                obs, _, dones, infos = env.step(policy.act(obs))
-                for i in np.flatnonzero(dones):
-                    if first[i] is None:
-                        first[i] = _episode_record(infos[i])
-                policy.reset(dones)
-            records.extend(first[: len(batch)])
-    finally:
-        env.close()
-    return records
-
-
-class _ListSampler:
-    def __init__(self):
-        self.items: list[np.ndarray] = []
-        self._fill = None
-
-    def sample(self) -> np.ndarray:
-        if self.items:
-            self._fill = self.items.pop(0)
-        return self._fill
-
-
-def _episode_record(info: dict) -> dict:
-    return {"success": bool(info["is_success"]), "return": float(info["episode"]["r"]),
-            "length": int(info["episode"]["l"]), "params": np.asarray(info["params"]).tolist()}
+    policy = load_policy(run_dir, checkpoint)
+    return rollout_policy(policy, policy.env_cfg, episodes=episodes, seed=seed, num_envs=num_envs, video=video)
 
 
 def summarise(records: list[dict], task: str, seed: int) -> dict:

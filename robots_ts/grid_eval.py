@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from robots_ts.evaluate import rollout_on_params
+from robots_ts.config import EnvConfig
+from robots_ts.rollout import policy_env, run_episodes
 from robots_ts.runs import atomic_write_json
 
 
@@ -21,6 +22,25 @@ def grid_cells(low: np.ndarray, high: np.ndarray, n: int) -> np.ndarray:
         raise ValueError(f"--param-grid must be >= 1, got {n}")
     axes = [lo + (np.arange(n) + 0.5) * (hi - lo) / n for lo, hi in zip(low, high)]
     return np.array(list(itertools.product(*axes)))
+
+
+def rollout_on_params(policy, env_cfg: EnvConfig, params: np.ndarray, seed: int = 0, num_envs: int = 16,
+                      obs_groups=None) -> list[dict]:
+    """One episode per row of ``params``, in batches of ``num_envs`` worlds; records in row order."""
+    params = np.asarray(params, dtype=np.float64)
+    n = max(1, min(num_envs, len(params)))
+    env = policy_env(policy, env_cfg, n, seed=seed, obs_groups=obs_groups)
+    records: list[dict] = []
+    try:
+        for start in range(0, len(params), n):
+            batch = params[start:start + n]
+            quota = (np.arange(n) < len(batch)).astype(np.int64)  # world i runs row i once
+            episodes = run_episodes(env, policy.act, [policy], quota=quota, params=batch)
+            by_world = {r.pop("world"): r for r in episodes}
+            records.extend(by_world[i] for i in range(len(batch)))
+    finally:
+        env.close()
+    return records
 
 
 def cell_success(records: list[dict], cells: int, episodes_per_cell: int) -> np.ndarray:

@@ -7,8 +7,9 @@ import pytest
 from robots_ts.cli import main as cli
 from robots_ts.config import EnvConfig
 from robots_ts.envs.world import resolve_task
-from robots_ts.grid_eval import evaluate_grid, grid_cells
+from robots_ts.grid_eval import evaluate_grid, grid_cells, rollout_on_params
 from robots_ts.policies.scripted import ScriptedTeacher
+from robots_ts.runs import write_run_meta
 
 
 def test_grid_cells_cover_the_space():
@@ -37,10 +38,19 @@ def test_cli_reports_unknown_command_and_missing_run(tmp_path, capsys):
     assert "unknown command 'fly'" in capsys.readouterr().err
     assert cli(["evaluate", str(tmp_path / "nothing")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+    write_run_meta(tmp_path / "other", "residual")
+    assert cli(["evaluate", str(tmp_path / "other")]) == 2
+    assert "unknown run kind 'residual'; expected one of ['student', 'teacher']" in capsys.readouterr().err
     assert cli(["bench", "nope"]) == 2
 
 
-def test_task_registry_parameter_spaces_are_valid():
-    for name in ("Reach", "Push", "Lift"):
-        space = resolve_task(name).params
-        assert space.dim == len(space.names) and np.all(space.low < space.high)
+@pytest.mark.parametrize("task", ["Reach", "Push", "Lift"])
+def test_every_tasks_parameters_reach_its_worlds(task):
+    """Rows of the task's parameter space run in row order, each on the parameters it asked for
+    (three rows on two worlds: the second batch leaves a world idle)."""
+    space = resolve_task(task).params
+    rows = np.stack([space.low + f * (space.high - space.low) for f in (0.1, 0.5, 0.9)])
+    records = rollout_on_params(ScriptedTeacher(), EnvConfig(task=task, num_threads=1, episode_steps=3), rows,
+                                num_envs=2)
+    np.testing.assert_allclose([r["params"] for r in records], rows)
+    assert all(1 <= r["length"] <= 3 for r in records)

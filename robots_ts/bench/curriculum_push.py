@@ -65,8 +65,7 @@ def grid_rows(space, grid_params: tuple[str, ...], n: int, episodes: int, seed: 
 
 def evaluate_policy_on_grid(policy, env_cfg, rows: np.ndarray, cells: int, episodes: int, seed: int,
                             num_envs: int) -> np.ndarray:
-    from robots_ts.evaluate import rollout_on_params
-    from robots_ts.grid_eval import cell_success
+    from robots_ts.grid_eval import cell_success, rollout_on_params
 
     records = rollout_on_params(policy, env_cfg, rows, seed=seed, num_envs=num_envs)
     return cell_success(records, cells, episodes)
@@ -203,7 +202,7 @@ def _eval_worker(args: tuple) -> list[float]:
     import torch
 
     torch.set_num_threads(1)
-    from robots_ts.policies.teacher import load_teacher
+    from robots_ts.policies.teacher.load import load_teacher
 
     policy = load_teacher(run_dir, checkpoint)
     env_cfg = replace(policy.env_cfg, num_threads=threads)
@@ -244,7 +243,7 @@ def bench(out_dir: Path, config: str = DEFAULT_CONFIG, curricula=CURRICULA, seed
     from robots_ts.config import load_config
     from robots_ts.envs.world import resolve_task
     from robots_ts.policies.scripted import ScriptedTeacher
-    from robots_ts.policies.teacher_config import TeacherConfig
+    from robots_ts.policies.teacher.config import TeacherConfig
     from robots_ts.runs import atomic_write_text
 
     t0 = time.time()

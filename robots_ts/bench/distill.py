@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from robots_ts.config import load_config
-from robots_ts.policies.dagger import distill
-from robots_ts.policies.student_config import StudentConfig
+from robots_ts.policies.distill.config import StudentConfig
+from robots_ts.policies.distill.dagger import distill
 from robots_ts.runs import atomic_write_json, read_jsonl
 
 

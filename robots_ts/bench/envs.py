@@ -1,9 +1,13 @@
-"""``robots-ts bench envs``: env throughput against the raw physics limit on the same cores.
+"""``robots-ts bench envs``: env throughput against the raw simulator limits on the same cores.
 
 For every (task, obs mode, num_envs) record: ``env_steps_per_s`` of the batched env under random
 actions (auto-resets included); ``physics_limit_steps_per_s``, the rate of bare ``mj_step`` calls on
-the same model, one thread per worker, measured in the same run, divided by the physics substeps of
-one env step; and their ``ratio``. Medians over ``repeats`` alternating measurements.
+the same worlds, one thread per worker, measured in the same run, divided by the physics substeps
+of one env step; and their ``ratio``. Rendering modes add ``render_limit_steps_per_s``: each worker
+steps its worlds' physics and renders each of them bare (scene update, render and read-back of
+the depth buffer, at the resolution the mode renders, through the same OpenGL lock) and nothing
+else; ``render_ratio`` is the env's rate over it. Medians over ``repeats`` alternating
+measurements.
 """
 from __future__ import annotations
 
@@ -53,6 +57,37 @@ def _physics_rate(env: BatchedEnv, seconds: float) -> float:
     return sum(c for c, _ in res) / max(t for _, t in res) / w.substeps
 
 
+def _render_limit_rate(env: BatchedEnv, seconds: float) -> float:
+    """Bare physics + bare render of the env's worlds, each worker thread on its own chunk."""
+    from robots_ts.envs.sensors import DepthCamera
+
+    w = env.world
+    c = w.cfg.depth
+    width, height = (c.width, c.height) if w.depth is not None else (w.cfg.points.width, w.cfg.points.height)
+
+    def work(k, res):
+        ids = w._chunks[k]
+        cam = DepthCamera(w.models[0], c.camera, width, height, c.near, c.far)
+        datas = [mujoco.MjData(w.models[i]) for i in ids]
+        for i, d in zip(ids, datas):
+            d.qpos[:] = w.datas[i].qpos
+            d.ctrl[:] = w.datas[i].ctrl
+            d.mocap_pos[:] = w.datas[i].mocap_pos
+        count, t0 = 0, time.perf_counter()
+        try:
+            while time.perf_counter() - t0 < seconds:
+                for i, d in zip(ids, datas):
+                    mujoco.mj_step(w.models[i], d, nstep=w.substeps)
+                    cam.render_raw(w.models[i], d)
+                count += len(ids)
+            return count, time.perf_counter() - t0
+        finally:
+            cam.close()
+
+    res = w.pool.run(work)
+    return sum(cnt for cnt, _ in res) / max(t for _, t in res)
+
+
 def bench_envs(tasks=("Reach", "Push", "Lift"), modes=("state", "depth", "points"), num_envs=(16, 64),
                seconds: float = 2.0, repeats: int = 3, seed: int = 0) -> list[dict]:
     records = []
@@ -63,16 +98,22 @@ def bench_envs(tasks=("Reach", "Push", "Lift"), modes=("state", "depth", "points
                 env = BatchedEnv(EnvConfig(task=task, num_envs=n, obs_groups=MODES[mode]), seed=seed)
                 env.reset()
                 _env_rate(env, 0.3, rng)  # warm up: contexts, caches
-                env_rates, phys_rates = [], []
+                env_rates, phys_rates, render_rates = [], [], []
                 for _ in range(repeats):
                     env_rates.append(_env_rate(env, seconds, rng))
                     phys_rates.append(_physics_rate(env, seconds / 2))
+                    if env.world.renders:
+                        render_rates.append(_render_limit_rate(env, seconds / 2))
                 env.close()
                 e, p = statistics.median(env_rates), statistics.median(phys_rates)
-                records.append({"task": task, "backend": "mujoco", "obs_mode": mode, "num_envs": n,
-                                "env_steps_per_s": round(e, 1), "physics_limit_steps_per_s": round(p, 1),
-                                "ratio": round(e / p, 3), "workers": env.world.pool.num_workers,
-                                "substeps": env.world.substeps})
+                rec = {"task": task, "backend": "mujoco", "obs_mode": mode, "num_envs": n,
+                       "env_steps_per_s": round(e, 1), "physics_limit_steps_per_s": round(p, 1),
+                       "ratio": round(e / p, 3), "workers": env.world.pool.num_workers,
+                       "substeps": env.world.substeps, "env_repeats": [round(x, 1) for x in env_rates]}
+                if render_rates:
+                    r = statistics.median(render_rates)
+                    rec.update(render_limit_steps_per_s=round(r, 1), render_ratio=round(e / r, 3))
+                records.append(rec)
     return records
 
 
@@ -90,6 +131,9 @@ def main(argv=None) -> int:
         print(json.dumps(recs, indent=1))
     else:
         for r in recs:
-            print(f"{r['task']:6s} {r['obs_mode']:7s} n={r['num_envs']:4d}  {r['env_steps_per_s']:9.0f} steps/s  "
-                  f"limit {r['physics_limit_steps_per_s']:9.0f}  ratio {r['ratio']:.2f}")
+            line = (f"{r['task']:6s} {r['obs_mode']:7s} n={r['num_envs']:4d}  {r['env_steps_per_s']:9.0f} steps/s  "
+                    f"physics limit {r['physics_limit_steps_per_s']:9.0f}  ratio {r['ratio']:.2f}")
+            if "render_limit_steps_per_s" in r:
+                line += f"  render limit {r['render_limit_steps_per_s']:7.0f}  ratio {r['render_ratio']:.2f}"
+            print(line)
     return 0

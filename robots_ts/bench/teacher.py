@@ -13,7 +13,6 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import replace
 
 import gymnasium as gym
 import torch
@@ -21,9 +20,9 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from robots_ts.config import config_path, load_config
-from robots_ts.envs.vec_env import BatchedEnv
-from robots_ts.policies.ppo_train import make_model, normalized
-from robots_ts.policies.teacher_config import TeacherConfig
+from robots_ts.envs import make_batched_env
+from robots_ts.policies.teacher.config import TeacherConfig
+from robots_ts.policies.teacher.train import make_model, normalized
 
 
 def _rate(venv, cfg: TeacherConfig, iterations: int) -> float:
@@ -45,8 +44,7 @@ def bench_teacher(task: str = "Reach", num_envs: int = 64, iterations: int = 6, 
     groups = list(cfg.env.obs_groups)
     batched, ordinary = [], []
     for r in range(repeats):
-        env_cfg = replace(cfg.env, num_envs=num_envs)
-        batched.append(_rate(BatchedEnv(env_cfg, seed=seed + r), cfg, iterations))
+        batched.append(_rate(make_batched_env(cfg.env, seed=seed + r, num_envs=num_envs), cfg, iterations))
         ordinary.append(_rate(make_vec_env(lambda: gym.make(f"robots_ts/{task}-v0", obs_groups=groups),
                                            n_envs=num_envs, seed=seed + r, vec_env_cls=DummyVecEnv), cfg, iterations))
     b, o = statistics.median(batched), statistics.median(ordinary)

@@ -48,9 +48,11 @@ class RobotsTsEnv(gym.Env):
             raise ValueError(f"{self.cfg.task}: action has shape {a.shape}, expected {self.action_space.shape}")
         reward, terms, success, truncated = self.world.step(a[None])
         self._success |= bool(success[0])
-        terminated = bool(success[0]) and self.cfg.terminate_on_success
-        info = {"reward_terms": {k: float(v[0]) for k, v in terms.items()}, "is_success": self._success}
-        return self._obs(), float(reward[0]), terminated, bool(truncated[0]), info
+        diverged = bool(self.world.diverged[0])
+        terminated = (bool(success[0]) and self.cfg.terminate_on_success) or diverged
+        info = {"reward_terms": {k: float(v[0]) for k, v in terms.items()}, "is_success": self._success,
+                "diverged": diverged}
+        return self._obs(), float(reward[0]), terminated, bool(truncated[0]) and not diverged, info
 
     def render(self):
         if self.render_mode == "depth_array":

@@ -63,18 +63,21 @@ class DepthCamera:
         c = -(zf + zn) / (zf - zn)
         d = -(2.0 * zf * zn) / (zf - zn)
         self._c, self._d = -0.5 * c - 0.5, -0.5 * d
-        self.cam_id = cam_id
-        self.fovy = float(model.cam_fovy[cam_id])
 
-    def render(self, model: mujoco.MjModel, data: mujoco.MjData, out: np.ndarray) -> np.ndarray:
-        """Depth image (H, W) float32 in metres, row 0 at the top, clipped to [near, far]."""
+    def render_raw(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+        """Scene update, render and read-back: the raw (H, W) depth buffer, row 0 at the bottom."""
         mujoco.mjv_updateScene(model, data, self._opt, None, self._cam, mujoco.mjtCatBit.mjCAT_STATIC |
                                mujoco.mjtCatBit.mjCAT_DYNAMIC, self._scene)
         with GL_LOCK:
             self._gl.make_current()
             mujoco.mjr_render(self._rect, self._scene, self._ctx)
             mujoco.mjr_readPixels(None, self._raw, self._rect, self._ctx)
-        depth = self._d / (self._raw[::-1].astype(np.float64) + self._c)
+        return self._raw
+
+    def render(self, model: mujoco.MjModel, data: mujoco.MjData, out: np.ndarray) -> np.ndarray:
+        """Depth image (H, W) float32 in metres, row 0 at the top, clipped to [near, far]."""
+        raw = self.render_raw(model, data)
+        depth = self._d / (raw[::-1].astype(np.float64) + self._c)
         np.clip(depth, self.near, self.far, out=out, casting="unsafe")
         return out
 

@@ -5,6 +5,10 @@ Finished worlds are reset inside ``step_wait``; their last observation is in
 expects. At each episode end ``infos[i]`` also carries ``is_success``, ``episode`` (return ``r``,
 length ``l``), the episode's summed reward terms ``episode_terms`` and its task ``params``; the
 per-step reward terms are in ``infos[i]["reward_terms"]``.
+
+A world whose physics diverged ends its episode at once with ``infos[i]["diverged"] = True``: not a
+success and not a time-out (no value bootstrap from MuJoCo's reset state), counted in
+``diverged_episodes``.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ class BatchedEnv(VecEnv):
         self._ep_terms: dict[str, np.ndarray] = {}
         self._t0 = time.time()
         self._needs_reset = True
+        self.diverged_episodes = 0
 
     @property
     def sampler(self):
@@ -67,7 +72,9 @@ class BatchedEnv(VecEnv):
         for k, v in terms.items():
             self._ep_terms[k] = self._ep_terms.get(k, 0.0) + v
         terminated = success if self.cfg.terminate_on_success else np.zeros_like(success)
-        dones = terminated | truncated
+        diverged = w.diverged.copy()
+        dones = terminated | truncated | diverged
+        self.diverged_episodes += int(diverged.sum())
         obs = w.observe()
         infos = [{"reward_terms": {k: float(v[i]) for k, v in terms.items()}} for i in range(self.num_envs)]
         done_ids = np.flatnonzero(dones)
@@ -76,7 +83,8 @@ class BatchedEnv(VecEnv):
             for j, i in enumerate(done_ids):
                 info = infos[i]
                 info["terminal_observation"] = {k: v[j] for k, v in terminal.items()}
-                info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+                info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i] and not diverged[i])
+                info["diverged"] = bool(diverged[i])
                 info["is_success"] = bool(self._ep_success[i])
                 info["episode"] = {"r": float(self._ep_return[i]), "l": int(w.t[i]),
                                    "t": round(time.time() - self._t0, 6)}

@@ -17,13 +17,19 @@ from gymnasium import spaces
 
 from robots_ts.config import EnvConfig
 from robots_ts.envs.params import ParamSpace
-from robots_ts.envs.robot import FINGER_OPEN, HOME_QPOS, Arm
 from robots_ts.envs.sensors import DepthCamera, PointCloudMaker
 from robots_ts.envs.tasks import TASKS
 from robots_ts.envs.tasks.base import StateBatch
 from robots_ts.envs.workers import WorkerPool
+from robots_ts.robot.arm import Arm, proprio_layout
 
 OBS_GROUPS = ("proprio", "privileged", "depth", "points")
+# MuJoCo's warnings for a state it found non-finite or huge and reset: BADQPOS, BADQVEL, BADQACC.
+_BAD = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
+
+
+def divergence_count(data: mujoco.MjData) -> int:
+    return int(data.warning.number[_BAD].sum())
 
 
 def resolve_task(name: str):
@@ -43,7 +49,7 @@ class WorldBatch:
         self.cfg = cfg
         self.groups = tuple(dict.fromkeys(cfg.obs_groups))
         self.num_envs = n = int(cfg.num_envs)
-        base = mujoco.MjModel.from_xml_path(str(task_cls.xml_path()))
+        base = copy.copy(task_cls.model())
         self.models = [base] + [copy.copy(base) for _ in range(n - 1)]
         self.datas = [mujoco.MjData(m) for m in self.models]
         self._scratch = mujoco.MjData(base)
@@ -59,6 +65,7 @@ class WorldBatch:
         self.reward_scales = {**task_cls.reward_scales, **cfg.reward_scales}
         self.sampler = sampler
         self.action_dim = self.arm.action_dim
+        self.proprio_layout = proprio_layout(cfg.control, task_cls.command_names)
         self.action_space = spaces.Box(-1.0, 1.0, (self.action_dim,), np.float32)
         self.observation_space = self._make_obs_space(base)
         threads = cfg.num_threads or (os.cpu_count() or 1)
@@ -69,7 +76,11 @@ class WorldBatch:
                                 ee_rot=np.zeros((n, 3, 3)), jac=np.zeros((n, 6, nv)),
                                 params=np.zeros((n, self.param_space.dim)),
                                 command=np.zeros((n, task_cls.command_dim)), finger=np.zeros((n, 2)))
-        self.q_target = np.tile(HOME_QPOS, (n, 1))
+        self.q_target = np.tile(self.arm.home, (n, 1))
+        # MuJoCo's divergence warnings per world: mj_step resets a world's MjData when its state
+        # turns non-finite or huge, and counts it here; a rise ends that world's episode.
+        self._bad_counts = np.zeros(n, dtype=np.int64)
+        self.diverged = np.zeros(n, dtype=bool)
         self.prev_action = np.zeros((n, self.action_dim))
         self.t = np.zeros(n, dtype=np.int64)
         self._init_sensors(base)
@@ -80,8 +91,7 @@ class WorldBatch:
         t = self.task
         d = {}
         if "proprio" in self.groups:
-            dim = 7 + 7 + 2 + 3 + self.action_dim + t.command_dim
-            d["proprio"] = spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+            d["proprio"] = spaces.Box(-np.inf, np.inf, (self.proprio_layout.dim,), np.float32)
         if "privileged" in self.groups:
             d["privileged"] = spaces.Box(-np.inf, np.inf, (t.privileged_dim,), np.float32)
         if "depth" in self.groups:
@@ -157,11 +167,12 @@ class WorldBatch:
             params = self.sampler.sample() if self.sampler is not None else self.param_space.sample(rng)
             params = self.param_space.clip(np.asarray(params, dtype=np.float64))
             mujoco.mj_resetData(m, d)
-            q = HOME_QPOS + rng.uniform(-1, 1, 7) * self.cfg.init_noise
+            q = np.clip(self.arm.home + rng.uniform(-1, 1, 7) * self.cfg.init_noise,
+                        self.arm.joint_low, self.arm.joint_high)
             d.qpos[self.arm.qpos_idx] = q
-            d.qpos[self.arm.finger_qpos_idx] = FINGER_OPEN
+            d.qpos[self.arm.finger_qpos_idx] = self.arm.finger_open
             d.ctrl[self.arm.ctrl_idx] = q
-            d.ctrl[self.arm.gripper_ctrl] = FINGER_OPEN
+            d.ctrl[self.arm.gripper_ctrl] = self.arm.finger_open
             self.state.command[i] = self.task.reset_world(m, d, params, rng)
             self.state.params[i] = params
             if self.task.changes_inertia:
@@ -174,6 +185,8 @@ class WorldBatch:
             self.prev_action[i] = 0.0
             self.prev_action[i, -1] = 1.0
             self.t[i] = 0
+            self._bad_counts[i] = divergence_count(d)
+            self.diverged[i] = False
         self.state.finger[:] = self.state.qpos[:, self.arm.finger_qpos_idx]
         if self.renders:
             chunks = [np.intersect1d(c, ids) for c in self._chunks]
@@ -194,7 +207,11 @@ class WorldBatch:
         return np.clip(a, -1.0, 1.0)
 
     def step(self, actions) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """Advance every world one control step. Returns reward, terms, success, truncated."""
+        """Advance every world one control step. Returns reward, terms, success, truncated.
+
+        A world whose physics diverged during the step (MuJoCo reset its state) is flagged in
+        ``self.diverged``: it scores no reward and no success, and its episode must end.
+        """
         a = self.check_actions(actions)
         s = self.state
         q = s.qpos[:, self.arm.qpos_idx]
@@ -208,6 +225,10 @@ class WorldBatch:
                 d.ctrl[ctrl_idx] = q_target[i]
                 d.ctrl[grip] = finger[i]
                 mujoco.mj_step(m, d, nstep=substeps)
+                count = divergence_count(d)
+                if count != self._bad_counts[i]:
+                    self.diverged[i] = True
+                    self._bad_counts[i] = count
                 self._gather(i)
                 if self.renders:
                     self._render(i, res)
@@ -220,6 +241,13 @@ class WorldBatch:
         reward = sum(self.reward_scales[k] * v for k, v in terms.items())
         self.prev_action = a
         success = self.task.success(s)
+        if self.diverged.any():
+            # The state was teleported to MuJoCo's defaults: nothing about it is the policy's doing.
+            bad = self.diverged
+            reward = np.where(bad, 0.0, reward)
+            success = success & ~bad
+            for v in terms.values():
+                v[bad] = 0.0
         truncated = self.t >= self.episode_steps
         return reward, terms, success, truncated
 

@@ -4,6 +4,10 @@ Every policy loaded from a run directory follows one small protocol (:class:`Pol
 the observation groups it reads and the env config it was trained on, maps a dict of batched
 observations to (N, A) actions in [-1, 1], and is told which worlds started a new episode
 (recurrent students clear their memory there).
+
+Subpackages: ``teacher`` (PPO training, config, loading), ``students`` (networks, checkpoints,
+config), ``distill`` (DAgger / BC, the on-disk dataset, training); ``scripted`` is the task's
+oracle as a Policy and ``load`` picks the loader for any run directory.
 """
 from __future__ import annotations
 

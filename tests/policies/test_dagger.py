@@ -10,14 +10,14 @@ from safetensors.torch import load_file
 from robots_ts.config import DepthConfig, EnvConfig, load_config, save_config
 from robots_ts.envs.vec_env import BatchedEnv
 from robots_ts.evaluate import rollout_policy
-from robots_ts.policies.dagger import distill, distill_main, plan
-from robots_ts.policies.dataset import ChunkDataset
-from robots_ts.policies.distill_rollout import COLLECT, collect, evaluate, seed_for
-from robots_ts.policies.distill_train import loss_terms
+from robots_ts.policies.distill.dagger import distill, distill_main, plan
+from robots_ts.policies.distill.dataset import ChunkDataset
+from robots_ts.policies.distill.rollout import COLLECT, collect, evaluate, seed_for
+from robots_ts.policies.distill.train import loss_terms
 from robots_ts.policies.scripted import ScriptedTeacher
-from robots_ts.policies.student_config import DaggerConfig, StudentConfig, beta_at
-from robots_ts.policies.student_io import StudentPolicy, load_student
-from robots_ts.policies.students import Student
+from robots_ts.policies.distill.config import DaggerConfig, StudentConfig, beta_at
+from robots_ts.policies.students.checkpoint import StudentPolicy, load_student
+from robots_ts.policies.students.networks import Student
 from robots_ts.runs import read_jsonl, write_run_meta
 
 TINY_NET = ["student.cnn_channels=[8,16]", "student.cnn_kernels=[3,3]", "student.cnn_strides=[2,2]",
@@ -197,7 +197,7 @@ def _push_teacher_run(path):
     """A real (untrained) PPO teacher run directory for Push, in the teacher's on-disk format."""
     from stable_baselines3 import PPO
 
-    from robots_ts.policies.teacher_config import TeacherConfig
+    from robots_ts.policies.teacher.config import TeacherConfig
 
     env_cfg = EnvConfig(task="Push", num_envs=2, obs_groups=["proprio", "privileged"], num_threads=1)
     env = BatchedEnv(env_cfg, seed=0)

@@ -4,8 +4,8 @@ import warnings
 import numpy as np
 import pytest
 
-from robots_ts.policies import dataset as ds
-from robots_ts.policies.dataset import ChunkDataset
+from robots_ts.policies.distill import dataset as ds
+from robots_ts.policies.distill.dataset import ChunkDataset
 
 T, N, P = 6, 4, 5
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from robots_ts.config import DepthConfig, EnvConfig
-from robots_ts.policies.student_config import AugmentConfig, StudentNetConfig
-from robots_ts.policies.student_io import StudentPolicy, load_checkpoint, load_student, save_student
-from robots_ts.policies.students import Student, augment
+from robots_ts.policies.students.config import AugmentConfig, StudentNetConfig
+from robots_ts.policies.students.checkpoint import StudentPolicy, load_checkpoint, load_student, save_student
+from robots_ts.policies.students.networks import Student, augment
 from robots_ts.runs import write_run_meta
 
 DEPTH_SPEC = {"proprio": [23], "depth": [1, 16, 16]}

@@ -1,7 +1,7 @@
-"""Task spec: the few hooks a manipulation task overrides on top of the shared arm scene.
+"""Task spec: the few hooks a manipulation task overrides on top of the shared Panda scene.
 
-A task owns its MJCF file (which includes the arm scene), its parameter space, its reset
-(placing objects, setting physical parameters on the world's own MjModel), its privileged
+A task owns its objects (added to the scene spec by :meth:`Task.build`), its parameter space, its
+reset (placing objects, setting physical parameters on the world's own MjModel), its privileged
 observation, its reward terms and its success test. Everything after reset is computed batched
 over worlds from a :class:`StateBatch`.
 """
@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
-
 import mujoco
 import numpy as np
 
 from robots_ts.envs.params import ParamSpace
-
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+from robots_ts.robot.mujoco_scene import GROUP_HIDDEN, GROUP_SCENE, OBJECT_CONAFFINITY, OBJECT_CONTYPE
 
 
 @dataclass
@@ -53,10 +50,10 @@ class Task(ABC):
     """Base class: subclasses set the class attributes and override the hooks."""
 
     name: str = ""
-    xml: str = ""
     params: ParamSpace
     episode_steps: int = 100
-    command_dim: int = 0
+    command_names: tuple[str, ...] = ()   # the goal both teacher and student receive, per element
+    command_dim: int = 0                  # len(command_names), set for each subclass
     privileged_dim: int = 0
     # Reward term scales; configs may override any of them by name. Episodes end on success, so
     # the dense terms are costs (scaled <= 0 per step) and success is a one-off bonus: a positive
@@ -65,12 +62,23 @@ class Task(ABC):
     # Whether reset_world changes masses or inertias (then derived model constants are refreshed).
     changes_inertia: bool = False
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.command_dim = len(cls.command_names)
+
     def __init__(self, model: mujoco.MjModel):
         self.setup(model)
 
     @classmethod
-    def xml_path(cls) -> Path:
-        return ASSETS / cls.xml
+    def build(cls, spec: mujoco.MjSpec) -> None:
+        """Add the task's bodies and geoms to the scene spec (the Panda on its table)."""
+
+    @classmethod
+    def model(cls) -> mujoco.MjModel:
+        """The task's compiled scene, built once per process (worlds copy it)."""
+        from robots_ts.robot.mujoco_scene import scene_model
+
+        return scene_model(cls.name, cls.build)
 
     def setup(self, model: mujoco.MjModel) -> None:
         """Look up bodies, geoms and joints by name."""
@@ -109,3 +117,20 @@ def free_joint_slices(model: mujoco.MjModel, joint: str) -> tuple[slice, slice]:
 def toward(delta: np.ndarray, gain: float = 1.0 / 0.03) -> np.ndarray:
     """Action that moves the end effector by ``delta`` metres under ``ee`` control, clipped."""
     return np.clip(delta * gain, -1.0, 1.0)
+
+
+def add_free_box(spec: mujoco.MjSpec, name: str, half, mass: float, friction, rgba, solref=None) -> None:
+    """A box on a free joint (joint, body and geom all named ``name``), colliding with arm and table."""
+    body = spec.worldbody.add_body(name=name, pos=[0.5, 0.0, float(half[2])])
+    body.add_freejoint(name=name)
+    geom = body.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(half), mass=mass, condim=4,
+                         contype=OBJECT_CONTYPE, conaffinity=OBJECT_CONAFFINITY, friction=list(friction),
+                         rgba=list(rgba), group=GROUP_SCENE)
+    if solref is not None:
+        geom.solref = list(solref)
+
+
+def add_marker(body, name: str, geom_type, size, rgba, pos=(0.0, 0.0, 0.0), visible_in_depth: bool = True) -> None:
+    """A geom nothing collides with: a goal or target marker."""
+    body.add_geom(name=name, type=geom_type, size=list(size), pos=list(pos), contype=0, conaffinity=0,
+                  rgba=list(rgba), group=GROUP_SCENE if visible_in_depth else GROUP_HIDDEN)

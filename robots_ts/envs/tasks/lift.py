@@ -8,7 +8,7 @@ import mujoco
 import numpy as np
 
 from robots_ts.envs.params import ParamSpace
-from robots_ts.envs.tasks.base import StateBatch, Task, free_joint_slices, set_box, toward
+from robots_ts.envs.tasks.base import StateBatch, Task, add_free_box, free_joint_slices, set_box, toward
 
 LIFT_HEIGHT = 0.08
 BOX_X = (0.42, 0.6)
@@ -17,14 +17,16 @@ BOX_Y = (-0.15, 0.15)
 
 class Lift(Task):
     name = "Lift"
-    xml = "lift.xml"
     params = ParamSpace(("half_x", "half_y", "half_z", "mass"),
                         np.array([0.018, 0.018, 0.02, 0.05]), np.array([0.03, 0.03, 0.035, 0.4]))
     episode_steps = 100
     changes_inertia = True
-    command_dim = 0
     privileged_dim = 3 + 4 + 3 + 3 + 3 + 4
     reward_scales = {"reach": -1.0, "grasp": 0.5, "lift": -1.0, "success": 10.0, "action_rate": -0.005}
+
+    @classmethod
+    def build(cls, spec):
+        add_free_box(spec, "box", [0.025] * 3, 0.2, [1.0, 0.01, 0.0002], [0.9, 0.6, 0.2, 1], solref=[0.005, 1])
 
     def setup(self, model: mujoco.MjModel) -> None:
         self.qpos_sl, self.qvel_sl = free_joint_slices(model, "box")

@@ -10,7 +10,7 @@ import mujoco
 import numpy as np
 
 from robots_ts.envs.params import ParamSpace
-from robots_ts.envs.tasks.base import StateBatch, Task, free_joint_slices, set_box, toward
+from robots_ts.envs.tasks.base import StateBatch, Task, add_free_box, add_marker, free_joint_slices, set_box, toward
 
 GOAL_RADIUS = 0.05
 CUBE_X = (0.42, 0.58)
@@ -19,14 +19,21 @@ CUBE_Y = (-0.15, 0.15)
 
 class Push(Task):
     name = "Push"
-    xml = "push.xml"
     params = ParamSpace(("half_size", "friction", "mass", "goal_distance"),
                         np.array([0.02, 0.3, 0.05, 0.08]), np.array([0.03, 1.0, 0.5, 0.2]))
     episode_steps = 120
     changes_inertia = True
-    command_dim = 3
+    command_names = ("goal_x", "goal_y", "goal_z")
     privileged_dim = 3 + 4 + 3 + 3 + 3 + 3 + 3
     reward_scales = {"reach": -1.0, "push": -2.0, "success": 10.0, "action_rate": -0.005}
+
+    @classmethod
+    def build(cls, spec):
+        add_free_box(spec, "cube", [0.025] * 3, 0.2, [0.6, 0.005, 0.0001], [0.2, 0.6, 0.9, 1])
+        # The goal disc is a command, not an object: hidden from the depth camera, never collides.
+        goal = spec.worldbody.add_body(name="goal", mocap=True, pos=[0.6, 0.0, 0.001])
+        add_marker(goal, "goal", mujoco.mjtGeom.mjGEOM_CYLINDER, [GOAL_RADIUS, 0.001, 0], [0.2, 0.9, 0.3, 0.5],
+                   visible_in_depth=False)
 
     def setup(self, model: mujoco.MjModel) -> None:
         self.qpos_sl, self.qvel_sl = free_joint_slices(model, "cube")

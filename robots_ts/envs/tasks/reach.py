@@ -9,20 +9,26 @@ import mujoco
 import numpy as np
 
 from robots_ts.envs.params import ParamSpace
-from robots_ts.envs.tasks.base import StateBatch, Task, toward
+from robots_ts.envs.tasks.base import StateBatch, Task, add_marker, toward
 
 SUCCESS_RADIUS = 0.03
 
 
 class Reach(Task):
     name = "Reach"
-    xml = "reach.xml"
     params = ParamSpace(("distance", "bearing", "height"), np.array([0.35, -0.6, 0.05]),
                         np.array([0.62, 0.6, 0.30]))
     episode_steps = 60
-    command_dim = 0
     privileged_dim = 6
     reward_scales = {"distance": -1.0, "near": -1.0, "success": 5.0, "action_rate": -0.01}
+
+    @classmethod
+    def build(cls, spec):
+        # A ball on a post, both visual only: they render in depth, nothing collides with them.
+        body = spec.worldbody.add_body(name="target", mocap=True, pos=[0.5, 0.0, 0.1])
+        add_marker(body, "target_ball", mujoco.mjtGeom.mjGEOM_SPHERE, [0.035, 0, 0], [0.9, 0.2, 0.2, 1])
+        add_marker(body, "target_post", mujoco.mjtGeom.mjGEOM_CYLINDER, [0.008, 0.05, 0], [0.3, 0.3, 0.8, 1],
+                   pos=[0, 0, -0.05])
 
     def setup(self, model: mujoco.MjModel) -> None:
         self.mocap = model.body("target").mocapid[0]

@@ -1,7 +1,8 @@
 """Distillation rollouts: beta-mixed collection labelled by the teacher, and policy evaluation.
 
-Both run on one batched env that produces the union of the teacher's and the student's
-observation groups; each policy is handed only its own groups of the same step. Every rollout
+Both are :func:`robots_ts.rollout.run_episodes` with DAgger's hooks, on one batched env that
+produces the union of the teacher's and the student's observation groups; each policy is handed
+only its own groups of the same step. Every rollout
 reseeds the env from (run seed, iteration, purpose), so an iteration's data depends only on the
 seed, the iteration and the student's weights: a resumed run collects exactly what an
 uninterrupted one would have.
@@ -13,7 +14,8 @@ import time
 import numpy as np
 
 from robots_ts.evaluate import wilson_interval
-from robots_ts.policies.dataset import ChunkDataset
+from robots_ts.policies.distill.dataset import ChunkDataset
+from robots_ts.rollout import run_episodes, split_quota
 
 COLLECT, EVAL_STUDENT, EVAL_TEACHER = 0, 1, 2
 
@@ -49,21 +51,18 @@ def collect(env, teacher, student, dataset: ChunkDataset, iteration: int, beta: 
     With ``beta >= 1`` the student is not even queried, so the rollout is exactly the teacher's.
     """
     n = env.num_envs
-    env.world.seed(seed_for(seed, iteration, COLLECT))
     coin = np.random.default_rng(seed_for(seed, iteration, COLLECT, 1))
-    obs = env.reset()
     everyone = np.ones(n, dtype=bool)
-    teacher.reset(everyone)
-    student.reset(everyone)
-    store = [g for g in (*student.obs_groups, "privileged") if g in obs]
+    store = [g for g in (*student.obs_groups, "privileged") if g in env.observation_space.spaces]
     base = int(iteration) << 32   # episode ids unique across the whole dataset
     episode = base + np.arange(n, dtype=np.int64)
-    next_id, first = n, everyone.copy()
     buf: dict[str, list[np.ndarray]] = {}
     successes: list[int] = []
-    finished = teacher_steps = chunk = 0
-    t0 = time.perf_counter()
-    for t in range(steps):
+    # Mutable state of the rollout: the next episode id, which worlds just started an episode, the
+    # chunks written and the steps where the teacher acted.
+    state = {"next_id": n, "first": everyone.copy(), "chunk": 0, "teacher_steps": 0}
+
+    def act(obs):
         label, std = teacher_label(teacher, obs)
         if beta >= 1.0:
             action, from_teacher = label, everyone
@@ -73,32 +72,37 @@ def collect(env, teacher, student, dataset: ChunkDataset, iteration: int, beta: 
             mine = student.act(subset(obs, student.obs_groups))
             from_teacher = coin.random(n) < beta
             action = np.where(from_teacher[:, None], label, mine)
-        teacher_steps += int(from_teacher.sum())
+        state["teacher_steps"] += int(from_teacher.sum())
         sample = {g: obs[g] for g in store}
-        sample.update(action=label, first=first, episode=episode.copy())
+        sample.update(action=label, first=state["first"], episode=episode.copy())
         if std is not None:
             sample["std"] = std
         for k, v in sample.items():
             buf.setdefault(k, []).append(v)
-        obs, _, done, infos = env.step(action)
+        return action
+
+    def after_step(t, done, infos):
         for i in np.flatnonzero(done):
-            finished += 1
             if infos[i]["is_success"]:
                 successes.append(int(episode[i]))
-            episode[i] = base + next_id
-            next_id += 1
-        first = done.copy()
-        teacher.reset(done)
-        student.reset(done)
+            episode[i] = base + state["next_id"]
+            state["next_id"] += 1
+        state["first"] = done.copy()
         if len(buf["action"]) == chunk_steps or t == steps - 1:
-            dataset.write_chunk(iteration, chunk, {k: np.stack(v) for k, v in buf.items()})
-            buf, chunk = {}, chunk + 1
+            dataset.write_chunk(iteration, state["chunk"], {k: np.stack(v) for k, v in buf.items()})
+            buf.clear()
+            state["chunk"] += 1
         if progress is not None:
             progress.update(n)
+
+    t0 = time.perf_counter()
+    finished = run_episodes(env, act, [teacher, student], steps=steps, seed=seed_for(seed, iteration, COLLECT),
+                            after_step=after_step)
     dataset.mark_episodes(iteration, successes)
     seconds = time.perf_counter() - t0
-    return {"rollout_episodes": finished, "rollout_success": len(successes) / max(1, finished),
-            "teacher_action_fraction": teacher_steps / (steps * n), "collect_steps_per_s": steps * n / seconds}
+    return {"rollout_episodes": len(finished), "rollout_success": len(successes) / max(1, len(finished)),
+            "teacher_action_fraction": state["teacher_steps"] / (steps * n),
+            "collect_steps_per_s": steps * n / seconds}
 
 
 def evaluate(env, actor, episodes: int, seed: int, teacher=None) -> dict:
@@ -109,43 +113,26 @@ def evaluate(env, actor, episodes: int, seed: int, teacher=None) -> dict:
     ``1 - mean|a_student - a_teacher| / 2`` over steps and action dimensions: 1 when the actions are
     identical, 0 when they sit at opposite bounds everywhere.
     """
-    n = env.num_envs
-    quota = np.full(n, episodes // n)
-    quota[: episodes % n] += 1
-    env.world.seed(seed)
-    obs = env.reset()
-    everyone = np.ones(n, dtype=bool)
-    actor.reset(everyone)
-    if teacher is not None:
-        teacher.reset(everyone)
-    done_count = np.zeros(n, dtype=np.int64)
-    wins = total = 0
-    lengths: list[int] = []
-    abs_err = sq_err = 0.0
-    counted = 0
-    while np.any(done_count < quota):
-        action = np.clip(actor.act(subset(obs, actor.obs_groups)), -1.0, 1.0)
-        if teacher is not None:
-            label, _ = teacher_label(teacher, obs)
-            active = done_count < quota
-            diff = (action - label)[active]
-            abs_err += float(np.abs(diff).sum())
-            sq_err += float(np.square(diff).sum())
-            counted += diff.size
-        obs, _, done, infos = env.step(action)
-        for i in np.flatnonzero(done):
-            if done_count[i] < quota[i]:
-                wins += int(infos[i]["is_success"])
-                total += 1
-                lengths.append(int(infos[i]["episode"]["l"]))
-            done_count[i] += 1
-        actor.reset(done)
-        if teacher is not None:
-            teacher.reset(done)
-    lo, hi = wilson_interval(wins, total)
-    out = {"success_rate": wins / total, "success_ci95": [lo, hi], "episodes": total,
-           "mean_episode_length": float(np.mean(lengths))}
-    if teacher is not None and counted:
-        out["agreement"] = 1.0 - abs_err / counted / 2.0
-        out["action_mse"] = sq_err / counted
+    err = {"abs": 0.0, "sq": 0.0, "count": 0}
+
+    def act(obs):
+        return np.clip(actor.act(subset(obs, actor.obs_groups)), -1.0, 1.0)
+
+    def agreement(obs, action, active):
+        label, _ = teacher_label(teacher, obs)
+        diff = (action - label)[active]
+        err["abs"] += float(np.abs(diff).sum())
+        err["sq"] += float(np.square(diff).sum())
+        err["count"] += diff.size
+
+    resets = [actor] if teacher is None else [actor, teacher]
+    records = run_episodes(env, act, resets, quota=split_quota(episodes, env.num_envs), seed=seed,
+                           before_step=None if teacher is None else agreement)
+    wins = sum(r["success"] for r in records)
+    lo, hi = wilson_interval(wins, len(records))
+    out = {"success_rate": wins / len(records), "success_ci95": [lo, hi], "episodes": len(records),
+           "mean_episode_length": float(np.mean([r["length"] for r in records]))}
+    if teacher is not None and err["count"]:
+        out["agreement"] = 1.0 - err["abs"] / err["count"] / 2.0
+        out["action_mse"] = err["sq"] / err["count"]
     return out

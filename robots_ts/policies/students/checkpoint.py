@@ -17,8 +17,8 @@ import torch
 from omegaconf import OmegaConf
 
 from robots_ts.config import EnvConfig, to_dict
-from robots_ts.policies.student_config import StudentNetConfig
-from robots_ts.policies.students import Student
+from robots_ts.policies.students.config import StudentNetConfig
+from robots_ts.policies.students.networks import Student
 from robots_ts.runs import atomic_write, atomic_write_json, read_run_meta
 
 FORMAT = "robots_ts.student/1"

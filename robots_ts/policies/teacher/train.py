@@ -21,9 +21,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from robots_ts.config import save_config
+from robots_ts.envs import make_batched_env
 from robots_ts.envs.vec_env import BatchedEnv
-from robots_ts.policies.teacher import ObsNormalizer, load_norm_stats_into, norm_stats_of
-from robots_ts.policies.teacher_config import TeacherConfig
+from robots_ts.policies.teacher.config import TeacherConfig
+from robots_ts.policies.teacher.load import ObsNormalizer, load_norm_stats_into, norm_stats_of
+from robots_ts.progress import Progress
 from robots_ts.runs import (MetricsLog, atomic_write, atomic_write_json, from_jsonable, to_jsonable,
                             write_run_meta)
 
@@ -87,7 +89,7 @@ def make_model(cfg: TeacherConfig, venv, tensorboard_log: str | None = None) -> 
 
 def build(cfg: TeacherConfig, run_dir: Path):
     """The normalized training env and a fresh PPO model for ``cfg``."""
-    env = BatchedEnv(cfg.env, seed=cfg.seed)
+    env = make_batched_env(cfg.env, seed=cfg.seed)
     env.sampler = make_curriculum(cfg, env.param_space, cfg.seed)
     venv = normalized(env, cfg)
     return env, venv, make_model(cfg, venv, str(run_dir / "tb"))
@@ -112,7 +114,7 @@ class LivePolicy:
 
 
 class TeacherCallback(BaseCallback):
-    """Progress bar, metrics.jsonl, periodic checkpoints and evaluations."""
+    """Progress, metrics.jsonl, periodic checkpoints and evaluations."""
 
     def __init__(self, cfg: TeacherConfig, run_dir: Path, env: BatchedEnv, venv: VecNormalize, state: dict):
         super().__init__()
@@ -123,15 +125,13 @@ class TeacherCallback(BaseCallback):
         self.returns: deque = deque(maxlen=200)
         self.terms: dict[str, deque] = {}
         self.state = state  # wall time so far, best success, next checkpoint/eval steps
-        self.bar = None
+        self.bar = Progress(disable=True)  # replaced by a live one while training
 
     def _on_training_start(self) -> None:
-        from tqdm import tqdm
-
         self.t_start = time.time() - self.state["wall_time"]
         self.t_seg, self.steps_seg = time.time(), self.num_timesteps
-        self.bar = tqdm(total=self.cfg.total_steps, initial=self.num_timesteps, unit="step", dynamic_ncols=True,
-                        desc=f"teacher {self.cfg.env.task}", smoothing=0.1)
+        self.bar = Progress(self.cfg.total_steps, initial=self.num_timesteps, unit="step",
+                            desc=f"teacher {self.cfg.env.task}")
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
@@ -201,6 +201,7 @@ class TeacherCallback(BaseCallback):
 
     def _on_training_end(self) -> None:
         self.bar.close()
+        self.bar = Progress(disable=True)  # later evaluations still write their line
 
 
 def capture_state(cb: TeacherCallback, step: int) -> dict:
@@ -273,7 +274,6 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
         else:  # resuming a finished run: nothing to learn, the final checkpoint and evaluation remain
             cb.init_callback(model)
             cb.t_start = time.time() - cb_state["wall_time"]
-        cb.bar = _NullBar()
         if cb_state["next_checkpoint"] - cfg.checkpoint_every < model.num_timesteps:
             cb.save_checkpoint()
             cb_state["next_checkpoint"] = model.num_timesteps + cfg.checkpoint_every
@@ -299,11 +299,3 @@ def plot_curriculum(sampler, run_dir: Path) -> None:
         plot_samples(sampler.params_history, values, run_dir / "curriculum_samples.png")
     if getattr(sampler, "gmm", None) is not None:
         plot_gmm(sampler, run_dir / "curriculum_gmm.png")
-
-
-class _NullBar:
-    def write(self, s: str) -> None:
-        print(s)
-
-    def close(self) -> None:
-        pass

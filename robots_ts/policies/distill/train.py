@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from robots_ts.policies.dataset import ChunkDataset
-from robots_ts.policies.student_config import StudentConfig
-from robots_ts.policies.students import Student, augment
+from robots_ts.policies.distill.dataset import ChunkDataset
+from robots_ts.policies.distill.config import StudentConfig
+from robots_ts.policies.students.networks import Student, augment
 
 
 def depth_statistics(model: Student, dataset: ChunkDataset, records: list[dict]) -> dict[str, list]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from robots_ts.config import load_config
-from robots_ts.policies.teacher_config import TeacherConfig
+from robots_ts.policies.teacher.config import TeacherConfig
 from robots_ts.runs import read_run_meta
 
 

@@ -1,4 +1,5 @@
-"""Typed config of a student distillation run (``configs/student/*.yaml``).
+"""Typed config of a student distillation run (``configs/student/*.yaml``): DAgger / BC settings,
+the student's env and network, checks before any work, and the beta schedule.
 
 ``env`` is the student's env: its ``obs_groups`` are what the student reads (proprio plus depth or
 points). Rollouts request the union of these and the teacher's groups, so one env step gives the
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from robots_ts.config import EnvConfig
+from robots_ts.policies.students.config import AugmentConfig, StudentNetConfig
 
 BETA_SCHEDULES = ("constant", "linear", "exponential")
 LOSSES = ("mse", "nll", "sigma_l2")
@@ -18,24 +20,6 @@ DEPTH_STORAGE = ("float16", "uint16_mm")
 
 def _student_env() -> EnvConfig:
     return EnvConfig(num_envs=16, obs_groups=["proprio", "depth"])
-
-
-@dataclass
-class StudentNetConfig:
-    encoder: str = "depth"                  # depth (CNN) | points (PointNet); must match env.obs_groups
-    cnn_channels: list[int] = field(default_factory=lambda: [16, 32, 32])
-    cnn_kernels: list[int] = field(default_factory=lambda: [5, 3, 3])
-    cnn_strides: list[int] = field(default_factory=lambda: [2, 2, 2])
-    depth_norm: str = "pixel"               # pixel (minus the mean image, over its std) | range ([near, far] -> [0, 1])
-    point_mlp: list[int] = field(default_factory=lambda: [64, 128, 256])
-    feature_dim: int = 128                  # image / cloud embedding size
-    proprio_mlp: list[int] = field(default_factory=lambda: [128])
-    head_mlp: list[int] = field(default_factory=lambda: [256, 128])
-    gru_hidden: int = 0                     # 0: feed-forward; >0: a GRU core of this size
-    aux_indices: list[int] = field(default_factory=list)  # privileged columns the aux head predicts
-    aux_weight: float = 0.0                 # loss weight of the aux head (0 with aux_indices: no head)
-    aux_input: str = "sensor"               # sensor: from the image/cloud embedding alone | core: from the fused core
-    init_log_std: float = -1.0              # learned state-independent std, used by the "nll" loss
 
 
 @dataclass
@@ -65,17 +49,6 @@ class DaggerConfig:
     chunk_steps: int = 32                   # env steps per dataset chunk file
     chunks_in_memory: int = 4               # chunks loaded and shuffled together while training
     depth_storage: str = "float16"          # float16 | uint16_mm
-
-
-@dataclass
-class AugmentConfig:
-    """Training-time observation noise, so the student does not overfit clean sim sensors."""
-
-    depth_noise: float = 0.0                # metres, additive Gaussian per pixel
-    depth_dropout: float = 0.0              # fraction of pixels read as "no return" (far)
-    point_jitter: float = 0.0               # metres, additive Gaussian per point
-    point_dropout: float = 0.0              # fraction of points replaced by copies of kept ones
-    proprio_noise: float = 0.0              # additive Gaussian, in units of the proprio std
 
 
 @dataclass

@@ -8,7 +8,7 @@ the distillation dataset. Depth is clipped to the camera's [near, far], then eit
 dataset's mean image, over its std). The per-pixel mean removes the static background (table,
 empty space), so a small object such as the Reach ball stands out; with [0, 1] scaling a CNN
 learns to ignore a ball a few pixels wide and predicts from proprio alone. The normalization
-statistics are buffers outside the state dict; :mod:`robots_ts.policies.student_io` keeps them
+statistics are buffers outside the state dict; :mod:`robots_ts.policies.students.checkpoint` keeps them
 in the checkpoint's JSON.
 
 Every forward takes batch-major sequences ``(B, T, ...)``: feed-forward students apply the same
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robots_ts.policies.student_config import AugmentConfig, StudentNetConfig
+from robots_ts.policies.students.config import AugmentConfig, StudentNetConfig
 
 NORM_KEYS = ("proprio_mean", "proprio_std", "aux_mean", "aux_std", "depth_mean", "depth_std", "points_mean",
              "points_std")

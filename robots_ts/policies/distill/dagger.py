@@ -27,14 +27,17 @@ from pathlib import Path
 import torch
 
 from robots_ts.config import ConfigError, load_config, save_config
+from robots_ts.envs import make_batched_env
 from robots_ts.envs.vec_env import BatchedEnv
-from robots_ts.policies.dataset import ChunkDataset
-from robots_ts.policies.distill_rollout import EVAL_STUDENT, EVAL_TEACHER, collect, evaluate, seed_for
-from robots_ts.policies.distill_train import train_epochs
-from robots_ts.policies.student_config import StudentConfig, beta_at, validate
-from robots_ts.policies.student_io import StudentPolicy, load_checkpoint, save_student
-from robots_ts.policies.students import Student
-from robots_ts.runs import MetricsLog, atomic_write, atomic_write_json, read_run_meta, write_run_meta
+from robots_ts.policies.distill.config import StudentConfig, beta_at, validate
+from robots_ts.policies.distill.dataset import ChunkDataset
+from robots_ts.policies.distill.report import TensorBoardLog, plot_curves
+from robots_ts.policies.distill.rollout import EVAL_STUDENT, EVAL_TEACHER, collect, evaluate, seed_for
+from robots_ts.policies.distill.train import train_epochs
+from robots_ts.policies.students.checkpoint import StudentPolicy, load_checkpoint, save_student
+from robots_ts.policies.students.networks import Student
+from robots_ts.progress import Progress
+from robots_ts.runs import MetricsLog, atomic_write_json, read_run_meta, write_run_meta
 
 TRAIN = 3
 CHECKED_ENV_FIELDS = ("control_hz", "episode_steps", "terminate_on_success", "init_noise", "params")
@@ -91,14 +94,14 @@ def build(cfg: StudentConfig, teacher=None):
     if teacher is not None:
         teacher_groups = list(teacher.obs_groups)
     elif cfg.teacher != "scripted":
-        from robots_ts.policies.teacher import load_teacher
+        from robots_ts.policies.teacher.load import load_teacher
 
         teacher = load_teacher(cfg.teacher, cfg.teacher_checkpoint, device=cfg.device)
         teacher_groups = list(teacher.obs_groups)
     else:
         teacher_groups = ["proprio", "privileged"]
     groups = list(dict.fromkeys([*cfg.env.obs_groups, *teacher_groups]))
-    env = BatchedEnv(replace(cfg.env, obs_groups=groups), seed=cfg.seed)
+    env = make_batched_env(cfg.env, seed=cfg.seed, obs_groups=groups)
     try:
         if teacher is None and cfg.teacher == "scripted":
             from robots_ts.policies.scripted import ScriptedTeacher
@@ -130,8 +133,6 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
     ``teacher``: a Policy object to distill from instead of loading ``cfg.teacher`` (which then only
     names it in the run's records).
     """
-    from tqdm import tqdm
-
     validate(cfg)
     run_dir = Path(run_dir)
     if not resume and (run_dir / "run.json").exists():
@@ -167,8 +168,7 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
     tb = TensorBoardLog(run_dir / "tb", replay=history)
     steps = plan(cfg)
     total = sum(s for _, _, s, _, _ in steps) * n
-    bar = tqdm(total=total, initial=labels, unit="label", desc=f"distill {cfg.env.task}", disable=not progress,
-               dynamic_ncols=True)
+    bar = Progress(total, initial=labels, unit="label", desc=f"distill {cfg.env.task}", disable=not progress)
     record = history[-1] if history else {}
     try:
         if teacher_success is None:
@@ -211,78 +211,6 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
         tb.close()
         env.close()
     return record
-
-
-# ------------------------------------------------------------------------------------ reporting
-# metrics.jsonl is the record of truth: the PNG is redrawn from it, and TensorBoard's event files
-# (append-only) are rebuilt from it when a run starts or resumes, so points of iterations lost in a
-# kill do not linger beside their redone versions.
-
-SCALARS = ("student_success", "teacher_success", "agreement", "action_mse", "train_loss", "train_action_mse",
-           "train_aux_loss", "dataset_samples", "beta", "rollout_success", "collect_steps_per_s")
-
-
-def plot_curves(records: list[dict], out: Path, title: str = "") -> Path | None:
-    """Student success, agreement and training loss against teacher-labelled samples."""
-    if not records:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = [r["labels"] for r in records]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    ax = axes[0]
-    ax.plot(x, [r["student_success"] for r in records], "o-", label="student (alone)")
-    teacher = [r["teacher_success"] for r in records if "teacher_success" in r]
-    if teacher:
-        ax.axhline(teacher[-1], color="k", ls="--", lw=1, label="teacher")
-    ax.set_ylabel("success rate")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(loc="lower right")
-    ax = axes[1]
-    ax.plot(x, [r.get("agreement", float("nan")) for r in records], "o-")
-    ax.set_ylabel("teacher-student agreement")
-    ax = axes[2]
-    ax.plot(x, [r.get("train_loss", float("nan")) for r in records], "o-", label="loss")
-    if any("train_aux_loss" in r for r in records):
-        ax.plot(x, [r.get("train_aux_loss", float("nan")) for r in records], "o-", label="aux loss")
-    ax.set_yscale("log")
-    ax.set_ylabel("training loss (last epoch)")
-    ax.legend(loc="upper right")
-    for ax in axes:
-        ax.set_xlabel("teacher-labelled samples")
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    out = Path(out)
-    atomic_write(out, lambda p: fig.savefig(p, dpi=100, format="png"))
-    plt.close(fig)
-    return out
-
-
-class TensorBoardLog:
-    """Scalars of each iteration record, indexed by teacher-labelled samples."""
-
-    def __init__(self, log_dir: Path, replay: list[dict] = ()):
-        import shutil
-
-        from torch.utils.tensorboard import SummaryWriter  # tensorboard is heavy: load only when logging
-
-        shutil.rmtree(log_dir, ignore_errors=True)
-        self.writer = SummaryWriter(str(log_dir))
-        for record in replay:
-            self.log(record)
-
-    def log(self, record: dict) -> None:
-        for key in SCALARS:
-            if key in record and record[key] is not None:
-                self.writer.add_scalar(f"distill/{key}", float(record[key]), int(record["labels"]))
-        self.writer.flush()
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
