@@ -92,7 +92,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 
 def cmd_bench(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: robots-ts bench {envs,curriculum,curriculum-push,teacher,distill} [options]\n"
+        print("usage: robots-ts bench {envs,physics,curriculum,curriculum-push,teacher,distill} [options]\n"
               "Measurements that print JSON (see each one's --help).")
         return 0 if argv else 2
     which, rest = argv[0], argv[1:]
@@ -100,7 +100,8 @@ def cmd_bench(argv: list[str]) -> int:
 
     modules = {"envs": "robots_ts.bench.envs", "curriculum": "robots_ts.bench.curriculum",
                "curriculum-push": "robots_ts.bench.curriculum_push",
-               "teacher": "robots_ts.bench.teacher", "distill": "robots_ts.bench.distill"}
+               "teacher": "robots_ts.bench.teacher", "distill": "robots_ts.bench.distill",
+               "physics": "robots_ts.bench.physics"}
     if which not in modules:
         print(f"robots-ts bench: unknown benchmark {which!r}; choose from {sorted(modules)}", file=sys.stderr)
         return 2

@@ -81,4 +81,5 @@ def summarise(records: list[dict], task: str, seed: int) -> dict:
     return {"task": task, "success_rate": k / len(records), "success_ci95": [lo, hi],
             "mean_return": float(np.mean([r["return"] for r in records])),
             "mean_episode_length": float(np.mean([r["length"] for r in records])),
-            "episodes": len(records), "seed": seed}
+            "episodes": len(records), "diverged_episodes": sum(r.get("diverged", False) for r in records),
+            "seed": seed}

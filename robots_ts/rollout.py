@@ -36,9 +36,11 @@ def split_quota(episodes: int, num_envs: int) -> np.ndarray:
 
 
 def episode_record(world: int, info: dict) -> dict:
-    """What one finished episode reports: its world, success, return, length and task parameters."""
+    """What one finished episode reports: its world, success, return, length, task parameters, and
+    whether it ended because the physics diverged."""
     return {"world": int(world), "success": bool(info["is_success"]), "return": float(info["episode"]["r"]),
-            "length": int(info["episode"]["l"]), "params": np.asarray(info["params"]).tolist()}
+            "length": int(info["episode"]["l"]), "params": np.asarray(info["params"]).tolist(),
+            "diverged": bool(info.get("diverged", False))}
 
 
 class FixedParams:

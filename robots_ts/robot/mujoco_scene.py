@@ -65,8 +65,9 @@ ARM_ARMATURE = 0.1     # kg m^2, the motors' reflected inertia; also steadies th
 ARM_DAMPING = 1.0      # N m s / rad
 FINGER_KP, FINGER_KV = 1000.0, 40.0
 FINGER_FRICTION = (1.5, 0.02, 0.001)
-# Faces kept per decimated visual mesh (the originals have 7k-22k; a 64x64 software render of
-# the full meshes costs several times more than physics).
+# Faces kept per decimated visual mesh. The originals have 7k-22k faces, and a 64x64 software
+# render of them costs several times the physics of a step. At 300 faces the surface stays within
+# 2-5 mm of the original at the 99th percentile (7 mm at worst), under a depth pixel's 1.5 cm.
 VISUAL_FACES = 300
 
 TIMESTEP = 0.002

@@ -56,6 +56,16 @@ def load_norm_stats_into(vecnorm, stats: dict) -> None:
         vecnorm.ret_rms.count = float(stats["ret"]["count"])
 
 
+def schedule_objects(learning_rate, clip_range) -> dict:
+    """SB3 ``custom_objects`` replacing the schedules an SB3 zip stores as pickled callables.
+
+    A schedule pickles a reference to the module that defined it, so a checkpoint would stop
+    loading when that module moves; loading also should not run pickled code. The loader passes
+    the values from the run's config instead, and SB3 rebuilds its schedules from them.
+    """
+    return {"learning_rate": learning_rate, "lr_schedule": lambda _: 0.0, "clip_range": clip_range}
+
+
 def resolve_checkpoint(run_dir: Path, which: str = "best") -> Path:
     """``best`` (falls back to ``latest``), ``latest``, or a path to a .zip."""
     run_dir = Path(run_dir)
@@ -85,7 +95,7 @@ class Teacher:
         self.obs_groups = tuple(self.env_cfg.obs_groups)
         path = resolve_checkpoint(self.run_dir, checkpoint)
         self.checkpoint = path
-        self.model = PPO.load(path, device=device)
+        self.model = PPO.load(path, device=device, custom_objects=schedule_objects(0.0, self.cfg.ppo.clip_range))
         norm_path = path.with_suffix(".norm.json")
         self.normalize = None
         if norm_path.exists():

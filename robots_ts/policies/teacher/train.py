@@ -24,7 +24,8 @@ from robots_ts.config import save_config
 from robots_ts.envs import make_batched_env
 from robots_ts.envs.vec_env import BatchedEnv
 from robots_ts.policies.teacher.config import TeacherConfig
-from robots_ts.policies.teacher.load import ObsNormalizer, load_norm_stats_into, norm_stats_of
+from robots_ts.policies.teacher.load import (ObsNormalizer, load_norm_stats_into, norm_stats_of,
+                                           schedule_objects)
 from robots_ts.progress import Progress
 from robots_ts.runs import (MetricsLog, atomic_write, atomic_write_json, from_jsonable, to_jsonable,
                             write_run_meta)
@@ -40,6 +41,10 @@ class LinearSchedule:
 
     def __call__(self, progress_remaining: float) -> float:
         return self.start * progress_remaining
+
+
+def learning_rate(p) -> LinearSchedule | float:
+    return LinearSchedule(p.learning_rate) if p.lr_schedule == "linear" else p.learning_rate
 
 
 def make_curriculum(cfg: TeacherConfig, param_space, seed: int):
@@ -77,7 +82,7 @@ def normalized(env, cfg: TeacherConfig) -> VecNormalize:
 def make_model(cfg: TeacherConfig, venv, tensorboard_log: str | None = None) -> PPO:
     """SB3 PPO with the config's hyperparameters on any (normalized) VecEnv."""
     p = cfg.ppo
-    lr = LinearSchedule(p.learning_rate) if p.lr_schedule == "linear" else p.learning_rate
+    lr = learning_rate(p)
     return PPO("MultiInputPolicy", venv, learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size,
                n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
                ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
@@ -140,6 +145,8 @@ class TeacherCallback(BaseCallback):
                 self.returns.append(info["episode"]["r"])
                 for k, v in info["episode_terms"].items():
                     self.terms.setdefault(k, deque(maxlen=200)).append(v)
+                if info.get("diverged"):
+                    self.state["diverged_episodes"] = self.state.get("diverged_episodes", 0) + 1
         self.bar.update(self.cfg.env.num_envs)
         if self.num_timesteps >= self.state["next_eval"]:
             self.evaluate()
@@ -155,7 +162,8 @@ class TeacherCallback(BaseCallback):
         rec = {"steps": int(self.num_timesteps), "wall_time": round(now - self.t_start, 2), "steps_per_s": round(fps, 1),
                "success_rate": float(np.mean(self.successes)) if self.successes else None,
                "return": float(np.mean(self.returns)) if self.returns else None,
-               "reward_terms": {k: float(np.mean(v)) for k, v in self.terms.items()}}
+               "reward_terms": {k: float(np.mean(v)) for k, v in self.terms.items()},
+               "diverged_episodes": int(self.state.get("diverged_episodes", 0))}   # physics resets so far
         for k, v in self.model.logger.name_to_value.items():
             if k.startswith("train/"):
                 rec[k[6:]] = float(v)
@@ -248,12 +256,13 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
     ck_dir.mkdir(parents=True, exist_ok=True)
     env, venv, model = build(cfg, run_dir)
     cb_state = {"wall_time": 0.0, "best_success": -1.0, "next_checkpoint": cfg.checkpoint_every,
-                "next_eval": cfg.eval_every}
+                "next_eval": cfg.eval_every, "diverged_episodes": 0}
     if resume and (ck_dir / "latest.json").exists():
         pointer = json.loads((ck_dir / "latest.json").read_text())
         name = pointer["name"]
         model = PPO.load(ck_dir / f"{name}.zip", env=venv, device=cfg.device,
-                         custom_objects={"tensorboard_log": str(run_dir / "tb")})
+                         custom_objects={"tensorboard_log": str(run_dir / "tb"),
+                                         **schedule_objects(learning_rate(cfg.ppo), cfg.ppo.clip_range)})
         load_norm_stats_into(venv, json.loads((ck_dir / f"{name}.norm.json").read_text()))
         state = from_jsonable(json.loads((ck_dir / f"{name}.state.json").read_text()))
         restore_state(state, env, cb_state)
