@@ -6,6 +6,21 @@ import json
 import sys
 from pathlib import Path
 
+from robots_ts.errors import BAD_INPUT, report, set_debug
+
+
+def _split_overrides(ap: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Options anywhere, ``key=value`` overrides anywhere (before or after options), one config path."""
+    args, extra = ap.parse_known_args(argv)
+    bad = [e for e in extra if "=" not in e]
+    if bad:
+        ap.error(f"unrecognized arguments: {' '.join(bad)}")
+    overrides = list(args.overrides) + extra
+    if args.config and "=" in args.config:
+        overrides.insert(0, args.config)
+        args.config = None
+    return args, overrides
+
 
 def cmd_train_teacher(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="robots-ts train-teacher",
@@ -16,64 +31,77 @@ def cmd_train_teacher(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--total-steps", type=int)
     ap.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
-    args, extra = ap.parse_known_args(argv)
-    bad = [e for e in extra if "=" not in e]
-    if bad:
-        ap.error(f"unrecognized arguments: {' '.join(bad)}")
-    args.overrides += extra
+    args, overrides = _split_overrides(ap, argv)
     from robots_ts.config import ConfigError, load_config
     from robots_ts.policies.teacher.config import TeacherConfig
-    from robots_ts.policies.teacher.train import train_teacher, validate
+    from robots_ts.policies.teacher.train import check_fresh_run_dir, prepare_resume, train_teacher, validate
 
     if args.resume:
+        if args.config or overrides or args.run_dir or args.seed is not None:
+            raise ConfigError("--resume continues the run with its own config.yaml; only --total-steps may change")
+        prepare_resume(Path(args.resume), args.total_steps)   # every check before any write
         run = train_teacher(run_dir=args.resume, resume=True, total_steps=args.total_steps)
         print(f"run directory: {run}")
         return 0
-    if args.config and "=" in args.config:
-        args.overrides.insert(0, args.config)
-        args.config = None
-    overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     if args.total_steps is not None:
         overrides.append(f"total_steps={args.total_steps}")
-    try:
-        cfg = load_config(TeacherConfig, args.config, overrides)
-        validate(cfg)
-    except (ConfigError, ValueError) as exc:
-        print(f"robots-ts train-teacher: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config(TeacherConfig, args.config, overrides)
+    validate(cfg)
     run_dir = Path(args.run_dir or f"runs/teacher_{cfg.env.task.lower()}_s{cfg.seed}")
+    check_fresh_run_dir(run_dir)
     run = train_teacher(cfg, run_dir)
     print(f"run directory: {run}")
     return 0
 
 
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
 def cmd_evaluate(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="robots-ts evaluate", description="Evaluate any run's policy.")
     ap.add_argument("run_dir")
-    ap.add_argument("--episodes", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=12345)
-    ap.add_argument("--num-envs", type=int, default=16)
+    ap.add_argument("--episodes", type=_at_least(1), default=100)
+    ap.add_argument("--seed", type=_at_least(0), default=12345)
+    ap.add_argument("--num-envs", type=_at_least(1), default=16)
     ap.add_argument("--checkpoint", help="best | latest | a checkpoint file (default: best for a teacher, "
                     "latest for a student, whose last iteration is its final fit)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("--video", help="write rollouts of world 0 to this .mp4 or .gif")
-    ap.add_argument("--param-grid", type=int, metavar="N",
+    ap.add_argument("--param-grid", type=_at_least(1), metavar="N",
                     help="evaluate on an N-per-dimension grid over the task's parameter space")
-    ap.add_argument("--grid-episodes", type=int, default=4, help="episodes per grid cell")
-    ap.add_argument("--threshold", type=float, default=0.75, help="success rate at which a grid cell is mastered")
+    ap.add_argument("--grid-episodes", type=_at_least(1), default=4, help="episodes per grid cell")
+    ap.add_argument("--threshold", type=_fraction, default=0.75,
+                    help="success rate at which a grid cell is mastered")
     args = ap.parse_args(argv)
+    if args.video is not None and Path(args.video).suffix.lower() not in (".mp4", ".gif"):
+        raise ValueError(f"--video: expected a .mp4 or .gif path, got {args.video!r}")
     from robots_ts.evaluate import rollout_policy
     from robots_ts.policies.load import load_policy
 
     run_dir = Path(args.run_dir)
-    try:
-        policy = load_policy(run_dir, args.checkpoint)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"robots-ts evaluate: {exc}", file=sys.stderr)
-        return 2
-    if args.param_grid:
+    policy = load_policy(run_dir, args.checkpoint)
+    if args.param_grid is not None:
         from robots_ts.grid_eval import evaluate_grid
 
         res = evaluate_grid(policy, policy.env_cfg, args.param_grid, args.grid_episodes, args.seed,
@@ -92,7 +120,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 
 def cmd_bench(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: robots-ts bench {envs,physics,curriculum,curriculum-push,teacher,distill} [options]\n"
+        print("usage: robots-ts bench {envs,physics,curriculum,curriculum-push,teacher,distill,faults} [options]\n"
               "Measurements that print JSON (see each one's --help).")
         return 0 if argv else 2
     which, rest = argv[0], argv[1:]
@@ -101,7 +129,7 @@ def cmd_bench(argv: list[str]) -> int:
     modules = {"envs": "robots_ts.bench.envs", "curriculum": "robots_ts.bench.curriculum",
                "curriculum-push": "robots_ts.bench.curriculum_push",
                "teacher": "robots_ts.bench.teacher", "distill": "robots_ts.bench.distill",
-               "physics": "robots_ts.bench.physics"}
+               "physics": "robots_ts.bench.physics", "faults": "robots_ts.bench.faults"}
     if which not in modules:
         print(f"robots-ts bench: unknown benchmark {which!r}; choose from {sorted(modules)}", file=sys.stderr)
         return 2
@@ -132,13 +160,22 @@ def main(argv: list[str] | None = None) -> int:
               "  distill        DAgger-distill a depth / point-cloud student from a teacher\n"
               "  evaluate       success rate (95% CI), returns, videos, parameter grids of any run\n"
               "  demo           teacher -> depth and point-cloud students on Reach, with a report\n"
-              "  bench          measurements that print JSON")
+              "  bench          measurements that print JSON\n\n"
+              "Bad input exits with code 2 and a one-line message; --debug (or ROBOTS_TS_DEBUG=1) adds the traceback.")
         return 0 if argv else 2
     cmd = COMMANDS.get(argv[0])
     if cmd is None:
         print(f"robots-ts: unknown command {argv[0]!r}; choose from {list(COMMANDS)}", file=sys.stderr)
         return 2
-    return cmd(argv[1:])
+    set_debug("--debug" in argv)     # anywhere on the line: tracebacks for bug reports
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return cmd(argv[1:])
+    except BAD_INPUT as exc:
+        return report(f"robots-ts {argv[0]}", exc)
+    except KeyboardInterrupt:
+        print(f"robots-ts {argv[0]}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -89,9 +89,7 @@ def load_config(cls: Type[T], path: str | Path | None = None, overrides: Sequenc
     layers = []
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        layers.append(("file " + str(path), OmegaConf.load(path)))
+        layers.append(("file " + str(path), _load_yaml(path)))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
@@ -111,6 +109,52 @@ def load_config(cls: Type[T], path: str | Path | None = None, overrides: Sequenc
     return OmegaConf.to_object(cfg)
 
 
+def _load_yaml(path: Path):
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        text = path.read_text()
+        node = OmegaConf.create(text) if text.strip() else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc})") from None
+    except Exception as exc:  # yaml's scanner/parser errors and OmegaConf's own
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1} column {where.column + 1}" if where is not None else ""
+        why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{at}: {why}") from None
+    if node is None or not OmegaConf.is_dict(node):
+        raise ConfigError(f"config file {path}: expected a mapping of config keys, got "
+                          f"{'an empty file' if node is None else type(node).__name__}")
+    return node
+
+
+CHECKSUM_PREFIX = "# robots_ts config sha256 "
+
+
+def _checksum(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_run_config(cls: Type[T], path: str | Path, require_checksum: bool = True) -> T:
+    """A run's own ``config.yaml`` (written by :func:`save_config`): its last line is a checksum of
+    the rest, so a truncated or hand-damaged file is refused instead of read with defaults filling
+    the lost keys. ``require_checksum=False`` accepts files of runs older than the checksum."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"run config {path} is missing")
+    text = path.read_text()
+    body, _, last = text.rstrip("\n").rpartition("\n")
+    if last.startswith(CHECKSUM_PREFIX):
+        if _checksum(body + "\n") != last[len(CHECKSUM_PREFIX):].strip():
+            raise ConfigError(f"run config {path} does not match its checksum line (truncated or edited); "
+                              "restore it from a backup or start a new run")
+    elif require_checksum:
+        raise ConfigError(f"run config {path} has no checksum line (truncated?); restore it or start a new run")
+    return load_config(cls, path)
+
+
 def to_dict(cfg: Any) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
 
@@ -118,7 +162,8 @@ def to_dict(cfg: Any) -> dict:
 def save_config(cfg: Any, path: str | Path) -> None:
     from robots_ts.runs import atomic_write_text
 
-    atomic_write_text(Path(path), OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    body = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    atomic_write_text(Path(path), body + CHECKSUM_PREFIX + _checksum(body) + "\n")
 
 
 # The shipped configs live in the package (a wheel carries them); configs/ at the repository root

@@ -13,6 +13,44 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from robots_ts.faults import fault_point
+
+
+class RunError(ValueError):
+    """A run directory's state (or a file in it) does not allow the command; the message names it."""
+
+
+class CorruptFileError(RunError):
+    """A file exists but cannot be parsed (truncated, garbled); the message names the file."""
+
+
+def read_json(path: Path, what: str = "") -> Any:
+    """JSON of ``path``; a missing file is a FileNotFoundError and a torn one a CorruptFileError,
+    both naming the file (and ``what`` it should have been)."""
+    path = Path(path)
+    label = f"{what} {path}" if what else str(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{label} is missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(f"{label} cannot be read ({exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(f"{label} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                               "the file is truncated or damaged") from None
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)``, fsync, then rename onto ``path``."""
@@ -49,6 +87,7 @@ class MetricsLog:
     def append(self, record: dict) -> None:
         line = json.dumps(record, sort_keys=True) + "\n"
         with open(self.path, "a") as f:
+            fault_point("metrics.append", partial=lambda: (f.write(line[: len(line) // 2]), f.flush()))
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
@@ -57,7 +96,8 @@ class MetricsLog:
         return read_jsonl(self.path)
 
     def truncate_after(self, step_key: str, max_step: int) -> None:
-        """Drop records logged after ``max_step`` (they belong to work lost in a kill)."""
+        """Drop records logged after ``max_step`` (they belong to work lost in a kill); with
+        ``max_step`` below every record's (nothing checkpointed yet), drop them all."""
         keep = [r for r in self.read() if r.get(step_key, 0) <= max_step]
         atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
 
@@ -102,21 +142,29 @@ def from_jsonable(obj: Any) -> Any:
     return obj
 
 
+# 2: config.yaml carries a checksum line and teacher checkpoints are manifested sets.
+RUN_FORMAT = 2
+
+
 def write_run_meta(run_dir: Path, kind: str, **extra: Any) -> None:
     import time
 
     from robots_ts import __version__
 
-    atomic_write_json(Path(run_dir) / "run.json", {"kind": kind, "robots_ts_version": __version__,
+    atomic_write_json(Path(run_dir) / "run.json", {"kind": kind, "robots_ts_version": __version__, "format": RUN_FORMAT,
                                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
 
 
 def read_run_meta(run_dir: Path, kind: str | None = None) -> dict:
     """``run.json`` of a run directory; with ``kind``, fail unless the run is of that kind."""
     path = Path(run_dir) / "run.json"
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist")
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no run.json)")
-    meta = json.loads(path.read_text())
+    meta = read_json(path, "run metadata")
+    if not isinstance(meta, dict):
+        raise CorruptFileError(f"run metadata {path} is not a JSON object")
     if kind is not None and meta.get("kind") != kind:
-        raise ValueError(f"{run_dir} is a {meta.get('kind')!r} run, not a {kind} run")
+        raise RunError(f"{run_dir} is a {meta.get('kind')!r} run, not a {kind} run")
     return meta

@@ -37,7 +37,7 @@ def test_cli_reports_unknown_command_and_missing_run(tmp_path, capsys):
     assert cli(["fly"]) == 2
     assert "unknown command 'fly'" in capsys.readouterr().err
     assert cli(["evaluate", str(tmp_path / "nothing")]) == 2
-    assert "not a run directory" in capsys.readouterr().err
+    assert "nothing does not exist" in capsys.readouterr().err
     write_run_meta(tmp_path / "other", "residual")
     assert cli(["evaluate", str(tmp_path / "other")]) == 2
     assert "unknown run kind 'residual'; expected one of ['student', 'teacher']" in capsys.readouterr().err

@@ -16,6 +16,8 @@ class RobotsTsEnv(gym.Env):
         cfg = config or EnvConfig()
         depth = overrides.pop("depth", None)
         points = overrides.pop("points", None)
+        if isinstance(obs_groups, str):  # one group by name, as gymnasium users pass it
+            obs_groups = [obs_groups]
         cfg = EnvConfig(**{**vars(cfg), "task": task, "obs_groups": list(obs_groups), "num_envs": 1,
                            "num_threads": 1, **overrides})
         if isinstance(depth, dict):
@@ -44,6 +46,8 @@ class RobotsTsEnv(gym.Env):
 
     def step(self, action):
         a = np.asarray(action)
+        if a.dtype.kind not in "iuf":
+            raise ValueError(f"{self.cfg.task}: action must be real numbers, got dtype {a.dtype}")
         if a.shape != self.action_space.shape:
             raise ValueError(f"{self.cfg.task}: action has shape {a.shape}, expected {self.action_space.shape}")
         reward, terms, success, truncated = self.world.step(a[None])

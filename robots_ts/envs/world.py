@@ -40,12 +40,10 @@ def resolve_task(name: str):
 
 class WorldBatch:
     def __init__(self, cfg: EnvConfig, seed: int = 0, sampler=None):
+        from robots_ts.envs.checks import check_env_config
+
+        check_env_config(cfg)  # every construction parameter, each error naming its key
         task_cls = resolve_task(cfg.task)
-        bad = [g for g in cfg.obs_groups if g not in OBS_GROUPS]
-        if bad or not cfg.obs_groups:
-            raise ValueError(f"unknown observation group(s) {bad}; choose from {list(OBS_GROUPS)}")
-        if cfg.num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {cfg.num_envs}")
         self.cfg = cfg
         self.groups = tuple(dict.fromkeys(cfg.obs_groups))
         self.num_envs = n = int(cfg.num_envs)
@@ -193,14 +191,14 @@ class WorldBatch:
             self.pool.run(lambda k, res: [self._render(i, res) for i in chunks[k]])
 
     def check_actions(self, actions) -> np.ndarray:
-        a = np.asarray(actions, dtype=np.float64)
+        raw = np.asarray(actions)
+        if raw.dtype.kind not in "iuf":
+            raise ValueError(f"{self.cfg.task}: actions must be real numbers, got dtype {raw.dtype}")
+        a = raw.astype(np.float64, copy=False)
         want = (self.num_envs, self.action_dim)
-        if a.shape != want:
-            if a.size == self.num_envs * self.action_dim and a.ndim <= 2:
-                a = a.reshape(want)
-            else:
-                raise ValueError(f"{self.cfg.task}: action has shape {np.shape(actions)}, expected "
-                                 f"{want} ({self.cfg.control} control, {self.num_envs} worlds)")
+        if a.shape != want:  # never reshaped: a transposed or flattened batch is a caller's bug
+            raise ValueError(f"{self.cfg.task}: action has shape {np.shape(actions)}, expected "
+                             f"{want} ({self.cfg.control} control, {self.num_envs} worlds)")
         if not np.all(np.isfinite(a)):
             bad = np.argwhere(~np.isfinite(a))[:3].tolist()
             raise ValueError(f"{self.cfg.task}: action contains NaN or inf at (world, index) {bad}")

@@ -200,8 +200,12 @@ def _push_teacher_run(path):
     from robots_ts.policies.teacher.config import TeacherConfig
 
     env_cfg = EnvConfig(task="Push", num_envs=2, obs_groups=["proprio", "privileged"], num_threads=1)
+    from robots_ts.policies.teacher.checkpoint import write_set
+
     env = BatchedEnv(env_cfg, seed=0)
-    PPO("MultiInputPolicy", env, n_steps=8, batch_size=16, device="cpu").save(path / "checkpoints" / "best.zip")
+    model = PPO("MultiInputPolicy", env, n_steps=8, batch_size=16, device="cpu")
+    write_set(path / "checkpoints", "best", {"model": lambda p: model.save(p),
+                                             "norm": lambda p: p.write_text(json.dumps({"clip_obs": 10.0, "obs": {}}))}, 0)
     env.close()
     save_config(TeacherConfig(env=env_cfg), path / "config.yaml")
     write_run_meta(path, "teacher")

@@ -96,7 +96,8 @@ def test_teacher_rejects_env_with_other_observation_spec(tmp_path):
         teacher.act({"proprio": np.zeros((2, 23), np.float32), "privileged": np.zeros((2, 22), np.float32)})
     with pytest.raises(ValueError, match="does not provide"):
         teacher.act({"proprio": np.zeros((2, 23), np.float32)})
-    assert Path(teacher.checkpoint).name == "latest.zip"
+    pointer = json.loads((run / "checkpoints" / "latest.json").read_text())
+    assert Path(teacher.checkpoint).name == f"{pointer['name']}.zip"      # the set latest.json names
 
 
 def test_checkpoint_loads_and_resumes_when_its_pickled_schedule_module_is_gone(tmp_path, capsys):
@@ -104,6 +105,8 @@ def test_checkpoint_loads_and_resumes_when_its_pickled_schedule_module_is_gone(t
     a checkpoint outlives a moved module (and loading runs no pickled code of ours)."""
     import base64
     import zipfile
+
+    from robots_ts.policies.teacher.checkpoint import publish_manifest
 
     run = tmp_path / "teacher"
     assert cli(["train-teacher", "configs/teacher/reach.yaml", "--run-dir", str(run), "--total-steps", "256",
@@ -125,6 +128,9 @@ def test_checkpoint_loads_and_resumes_when_its_pickled_schedule_module_is_gone(t
         with zipfile.ZipFile(path, "w") as zf:
             for n, b in files.items():
                 zf.writestr(n, b)
+        # Re-publish the set (the edit stands for an older save, not for damage the manifest must catch).
+        manifest = json.loads((path.parent / f"{path.stem}.manifest.json").read_text())
+        publish_manifest(path.parent, path.stem, list(manifest["members"]), manifest["step"])
     with pytest.raises(ModuleNotFoundError):
         PPO.load(run / "checkpoints" / "latest.zip")                # what a plain load would do
     capsys.readouterr()

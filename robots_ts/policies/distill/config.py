@@ -7,9 +7,10 @@ student its input and the teacher its label from the same state.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from robots_ts.config import EnvConfig
+from robots_ts.config import ConfigError, EnvConfig
 from robots_ts.policies.students.config import AugmentConfig, StudentNetConfig
 
 BETA_SCHEDULES = ("constant", "linear", "exponential")
@@ -66,7 +67,22 @@ class StudentConfig:
 
 def validate(cfg: StudentConfig) -> None:
     """Cheap semantic checks, before any env, teacher or network is built."""
+    from robots_ts.envs.checks import check_env_config
+
+    check_env_config(cfg.env)
     d, s = cfg.dagger, cfg.student
+    if cfg.seed < 0:
+        raise ConfigError(f"seed: expected an integer >= 0, got {cfg.seed}")
+    if cfg.torch_threads < 0:
+        raise ConfigError(f"torch_threads: expected 0 (torch's default) or a positive integer, got {cfg.torch_threads}")
+    for key in ("lr", "max_grad_norm"):
+        if not math.isfinite(getattr(d, key)) or getattr(d, key) <= 0:
+            raise ConfigError(f"dagger.{key}: expected a positive number, got {getattr(d, key)}")
+    if not math.isfinite(d.weight_decay) or d.weight_decay < 0:
+        raise ConfigError(f"dagger.weight_decay: expected a number >= 0, got {d.weight_decay}")
+    if cfg.teacher_checkpoint != "best" and cfg.teacher_checkpoint != "latest" \
+            and not cfg.teacher_checkpoint.endswith(".zip"):
+        raise ConfigError(f"teacher_checkpoint: expected 'best', 'latest' or a .zip file, got {cfg.teacher_checkpoint!r}")
     if not cfg.teacher:
         raise ValueError("teacher: give the teacher run directory, e.g. teacher=runs/teacher/reach")
     choices = {"dagger.algorithm": (d.algorithm, ALGORITHMS), "dagger.beta_schedule": (d.beta_schedule, BETA_SCHEDULES),

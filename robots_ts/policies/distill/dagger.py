@@ -26,7 +26,9 @@ from pathlib import Path
 
 import torch
 
-from robots_ts.config import ConfigError, load_config, save_config
+from robots_ts.config import ConfigError, load_config, load_run_config, save_config
+from robots_ts.errors import BAD_INPUT, report
+from robots_ts.faults import fault_point
 from robots_ts.envs import make_batched_env
 from robots_ts.envs.vec_env import BatchedEnv
 from robots_ts.policies.distill.config import StudentConfig, beta_at, validate
@@ -37,7 +39,8 @@ from robots_ts.policies.distill.train import train_epochs
 from robots_ts.policies.students.checkpoint import StudentPolicy, load_checkpoint, save_student
 from robots_ts.policies.students.networks import Student
 from robots_ts.progress import Progress
-from robots_ts.runs import MetricsLog, atomic_write_json, read_run_meta, write_run_meta
+from robots_ts.runs import (RUN_FORMAT, CorruptFileError, MetricsLog, RunError, atomic_write_json, read_json,
+                            read_jsonl, read_run_meta, write_run_meta)
 
 TRAIN = 3
 CHECKED_ENV_FIELDS = ("control_hz", "episode_steps", "terminate_on_success", "init_noise", "params")
@@ -123,7 +126,48 @@ def build(cfg: StudentConfig, teacher=None):
 
 def _pointer(run_dir: Path, which: str) -> dict | None:
     path = run_dir / "checkpoints" / f"{which}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    pointer = read_json(path, "checkpoint pointer")
+    if not (isinstance(pointer, dict) and {"name", "iteration", "labels"} <= set(pointer)):
+        raise CorruptFileError(f"checkpoint pointer {path} lacks 'name', 'iteration' and 'labels'")
+    return pointer
+
+
+def uses_checksums(run_dir: Path) -> bool:
+    return int(read_run_meta(run_dir).get("format", 1)) >= RUN_FORMAT
+
+
+def check_resumable(run_dir: Path, latest: dict, dataset: ChunkDataset, device: str = "cpu"):
+    """Before a resume writes anything: the checkpoint ``latest.json`` names loads, and the metrics
+    and dataset hold every iteration up to it (else resuming would train on less data, or leave a
+    gap in the curves, than the run it continues). Returns the loaded checkpoint."""
+    it = latest["iteration"]
+    loaded = load_checkpoint(run_dir / "checkpoints" / f"{latest['name']}.json", device)
+    records = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("iteration", -1) <= it]
+    have = [r.get("iteration") for r in records]
+    if have != list(range(it + 1)):
+        raise RunError(f"{run_dir / 'metrics.jsonl'} holds iterations {have}, but checkpoint {latest['name']} "
+                       f"follows iterations 0..{it} (the file was truncated or edited); restore it or start over")
+    samples: dict[int, int] = {}
+    for r in dataset.manifest.read():
+        if r.get("type") == "chunk" and r["iteration"] <= it:
+            path = dataset.root / r["file"]
+            size = path.stat().st_size if path.exists() else -1
+            if size != r["bytes"]:
+                raise RunError(f"dataset chunk {path} {'is missing' if size < 0 else f'has {size} bytes'}"
+                               f"{'' if size < 0 else ', the manifest says ' + str(r['bytes'])}; the aggregate "
+                               f"checkpoint {latest['name']} was trained on is incomplete")
+            samples[r["iteration"]] = samples.get(r["iteration"], 0) + r["samples"]
+    previous = 0
+    for rec in records:
+        want = rec["labels"] - previous
+        previous = rec["labels"]
+        if samples.get(rec["iteration"], 0) != want:
+            raise RunError(f"dataset {dataset.root / 'manifest.jsonl'} lists {samples.get(rec['iteration'], 0)} "
+                           f"samples of iteration {rec['iteration']}, the run collected {want} (the manifest or "
+                           "its chunks were lost); restore them or start over")
+    return loaded
 
 
 def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -135,9 +179,17 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
     """
     validate(cfg)
     run_dir = Path(run_dir)
-    if not resume and (run_dir / "run.json").exists():
-        raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick "
+    if not resume and run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        held = "holds a run" if (run_dir / "run.json").exists() else "is not an empty directory"
+        raise FileExistsError(f"{run_dir} already {held}; resume it with --resume {run_dir} or pick "
                               "another --run-dir")
+    if resume:
+        read_run_meta(run_dir, "student")
+    latest = _pointer(run_dir, "latest") if resume else None
+    loaded = None
+    if latest is not None:
+        loaded = check_resumable(run_dir, latest, ChunkDataset(run_dir / "dataset", cfg.dagger.depth_storage),
+                                 cfg.device)
     if not resume and teacher is None and cfg.teacher != "scripted":
         cfg = replace(cfg, teacher=str(Path(cfg.teacher).resolve()))  # the run must find it from anywhere
     teacher, env, model = build(cfg, teacher)
@@ -147,9 +199,8 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     ck_dir = run_dir / "checkpoints"
     start, labels, teacher_success = 0, 0, None
-    latest = _pointer(run_dir, "latest") if resume else None
     if latest is not None:
-        loaded, _ = load_checkpoint(ck_dir / f"{latest['name']}.json", cfg.device)
+        loaded, _ = loaded
         model.load_state_dict(loaded.state_dict())
         model.set_normalization(loaded.normalization())
         start, labels = latest["iteration"] + 1, latest["labels"]
@@ -193,7 +244,9 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
             name = f"iter_{it:04d}"
             save_student(model, ck_dir / name, student.env_cfg, iteration=it, labels=labels,
                          student_success=ev["success_rate"], teacher=cfg.teacher)
+            fault_point("student.checkpoint")
             metrics.append(record)
+            fault_point("student.pointer")
             atomic_write_json(ck_dir / "latest.json", {"name": name, "iteration": it, "labels": labels,
                                                        "teacher_success": teacher_success})
             if best is None or record["student_success"] >= best["student_success"]:
@@ -223,7 +276,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--iterations", type=int, help="DAgger iterations (with --resume: extend the run to N)")
     ap.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted or finished run")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = ap.parse_args(argv)
+    args, extra = ap.parse_known_args(argv)
+    bad = [e for e in extra if "=" not in e]
+    if bad:
+        ap.error(f"unrecognized arguments: {' '.join(bad)}")
+    args.overrides = list(args.overrides) + extra      # key=value after options too, as train-teacher
     if args.config and "=" in args.config:
         args.overrides.insert(0, args.config)
         args.config = None
@@ -240,7 +297,7 @@ def distill_main(argv: list[str]) -> int:
                 raise ConfigError("--resume takes the run's own config.yaml; only --iterations may change")
             run_dir = Path(args.resume)
             read_run_meta(run_dir, "student")
-            cfg = load_config(StudentConfig, run_dir / "config.yaml")
+            cfg = load_run_config(StudentConfig, run_dir / "config.yaml", require_checksum=uses_checksums(run_dir))
         else:
             if not args.config:
                 raise ConfigError("give a student config, e.g. robots-ts distill configs/student/reach_depth.yaml "
@@ -251,11 +308,13 @@ def distill_main(argv: list[str]) -> int:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             run_dir = Path(args.run_dir or f"runs/students/{Path(args.config).stem}-s{cfg.seed}-{stamp}")
         if args.iterations is not None:
+            if args.iterations < 1:
+                raise ConfigError(f"--iterations: expected an integer >= 1, got {args.iterations}")
             cfg = replace(cfg, dagger=replace(cfg.dagger, iterations=args.iterations))
+        validate(cfg)      # before the first line of output: a bad config is one error line
         print(f"robots-ts distill: run directory {run_dir}", file=sys.stderr)
         record = distill(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"robots-ts distill: error: {exc}", file=sys.stderr)
-        return 2
+    except BAD_INPUT as exc:
+        return report("robots-ts distill", exc)
     print(json.dumps({"run_dir": str(run_dir), **record}, sort_keys=True))
     return 0

@@ -22,6 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
+from robots_ts.faults import fault_point
 from robots_ts.runs import MetricsLog, atomic_write, atomic_write_text
 
 CHUNK_RE = re.compile(r"^it(\d{4,})_c(\d{4,})\.npz$")
@@ -66,6 +67,7 @@ class ChunkDataset:
         data = buf.getvalue()
         name = f"it{iteration:04d}_c{index:04d}.npz"
         atomic_write(self.root / name, lambda p: p.write_bytes(data))
+        fault_point("dataset.chunk")
         stats = {}
         for key in STAT_KEYS:
             if key in arrays:

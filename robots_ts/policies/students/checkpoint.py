@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from robots_ts.config import EnvConfig, to_dict
 from robots_ts.policies.students.config import StudentNetConfig
 from robots_ts.policies.students.networks import Student
-from robots_ts.runs import atomic_write, atomic_write_json, read_run_meta
+from robots_ts.runs import CorruptFileError, atomic_write, atomic_write_json, read_json, read_run_meta
 
 FORMAT = "robots_ts.student/1"
 
@@ -59,10 +59,11 @@ def load_checkpoint(json_path: str | Path, device: str = "cpu") -> tuple[Student
     json_path = Path(json_path)
     if not json_path.exists():
         raise FileNotFoundError(f"student checkpoint {json_path} does not exist")
-    meta = json.loads(json_path.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{json_path}: not a student checkpoint (format {meta.get('format')!r}, "
-                         f"expected {FORMAT!r})")
+    meta = read_json(json_path, "student checkpoint")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CorruptFileError(f"{json_path}: not a student checkpoint (format "
+                               f"{meta.get('format') if isinstance(meta, dict) else None!r}, "
+                               f"expected {FORMAT!r})")
     tensor_path = json_path.with_name(json_path.name[: -len(".json")] + ".safetensors")
     if not tensor_path.exists():
         raise FileNotFoundError(f"student checkpoint {json_path}: tensors file {tensor_path} is missing")
@@ -93,7 +94,10 @@ def resolve_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
         pointer = ck / "latest.json"
     if not pointer.exists():
         raise FileNotFoundError(f"student run {run_dir} has no checkpoint yet ({pointer} is missing)")
-    return ck / (json.loads(pointer.read_text())["name"] + ".json")
+    target = read_json(pointer, "checkpoint pointer")
+    if not isinstance(target, dict) or not isinstance(target.get("name"), str):
+        raise CorruptFileError(f"checkpoint pointer {pointer} lacks the checkpoint's 'name'")
+    return ck / (target["name"] + ".json")
 
 
 class StudentPolicy:

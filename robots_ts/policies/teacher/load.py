@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robots_ts.config import load_config
+from robots_ts.config import load_run_config
+from robots_ts.policies.teacher.checkpoint import (CheckpointError, resume_point, uses_manifests, verify_set)
 from robots_ts.policies.teacher.config import TeacherConfig
-from robots_ts.runs import read_run_meta
+from robots_ts.runs import CorruptFileError, read_json, read_run_meta
 
 
 class ObsNormalizer:
@@ -67,39 +68,69 @@ def schedule_objects(learning_rate, clip_range) -> dict:
 
 
 def resolve_checkpoint(run_dir: Path, which: str = "best") -> Path:
-    """``best`` (falls back to ``latest``), ``latest``, or a path to a .zip."""
+    """The ``.zip`` of ``best`` (``latest`` when no evaluation has written one), ``latest`` (the step
+    checkpoint ``latest.json`` names), or a path to a .zip."""
     run_dir = Path(run_dir)
     ck = run_dir / "checkpoints"
     if which.endswith(".zip"):
         path = Path(which) if Path(which).is_absolute() or Path(which).exists() else ck / which
-    elif which == "best" and (ck / "best.zip").exists():
+    elif which == "best" and ((ck / "best.zip").exists() or (ck / "best.manifest.json").exists()):
         path = ck / "best.zip"
     elif which in ("best", "latest"):
-        path = ck / "latest.zip"
+        pointer = resume_point(ck)
+        path = ck / (f"{pointer['name']}.zip" if pointer is not None else "latest.zip")
     else:
         raise ValueError(f"checkpoint must be 'best', 'latest' or a .zip file, got {which!r}")
-    if not path.exists():
+    if not path.exists() and not (path.parent / f"{path.name[:-4]}.manifest.json").exists():
         raise FileNotFoundError(f"no checkpoint {path} in teacher run {run_dir}")
     return path
+
+
+def load_norm_stats(path: Path) -> dict:
+    stats = read_json(path, "normalization statistics")
+    if not (isinstance(stats, dict) and isinstance(stats.get("obs"), dict) and "clip_obs" in stats):
+        raise CorruptFileError(f"normalization statistics {path} lack 'obs' and 'clip_obs'")
+    return stats
+
+
+def load_sb3(path: Path, device: str, custom_objects: dict, env=None):
+    """``PPO.load`` with a damaged archive reported as a CheckpointError naming the file."""
+    import zipfile
+
+    from stable_baselines3 import PPO
+
+    try:
+        return PPO.load(path, env=env, device=device, custom_objects=custom_objects)
+    except (zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError, RuntimeError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise CheckpointError(f"teacher checkpoint {path} cannot be read as an SB3 model "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
 class Teacher:
     """A trained PPO teacher: deterministic mean actions from normalized privileged observations."""
 
     def __init__(self, run_dir: str | Path, checkpoint: str = "best", device: str = "cpu"):
-        from stable_baselines3 import PPO
-
         self.run_dir = Path(run_dir)
-        self.cfg: TeacherConfig = load_config(TeacherConfig, self.run_dir / "config.yaml")
+        self.cfg: TeacherConfig = load_run_config(TeacherConfig, self.run_dir / "config.yaml",
+                                                  require_checksum=uses_manifests(self.run_dir))
         self.env_cfg = self.cfg.env
         self.obs_groups = tuple(self.env_cfg.obs_groups)
         path = resolve_checkpoint(self.run_dir, checkpoint)
         self.checkpoint = path
-        self.model = PPO.load(path, device=device, custom_objects=schedule_objects(0.0, self.cfg.ppo.clip_range))
-        norm_path = path.with_suffix(".norm.json")
+        stem = path.name[: -len(".zip")]
+        norm_path = path.parent / f"{stem}.norm.json"
+        if uses_manifests(self.run_dir) or (path.parent / f"{stem}.manifest.json").exists():
+            verify_set(path.parent, stem, ("model", "norm"))
+        elif self.cfg.ppo.norm_obs and not norm_path.exists():
+            # An older run without manifests: the statistics must still be there, never skipped.
+            raise CheckpointError(f"teacher checkpoint {path}: normalization file {norm_path} is missing; "
+                                  "the policy cannot be evaluated without it")
+        self.model = load_sb3(path, device, schedule_objects(0.0, self.cfg.ppo.clip_range))
         self.normalize = None
-        if norm_path.exists():
-            stats = json.loads(norm_path.read_text())
+        if self.cfg.ppo.norm_obs:
+            stats = load_norm_stats(norm_path)
             self.normalize = ObsNormalizer(stats["obs"], stats["clip_obs"])
         expected = set(self.model.observation_space.spaces)
         if expected != set(self.obs_groups):

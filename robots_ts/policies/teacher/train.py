@@ -1,17 +1,21 @@
 """Training a PPO teacher on the batched env: run directory, checkpoints, evaluation, resume.
 
-Checkpoint protocol (survives SIGKILL): for step N write ``step_N.zip`` (SB3), ``step_N.norm.json``
-(observation/return normalization) and ``step_N.state.json`` (RNG states, curriculum, counters),
-each by temp file + rename; only then replace ``latest.json`` (the pointer resume trusts) and the
-convenience copies ``latest.zip`` / ``latest.norm.json``. A kill at any point leaves the previous
-checkpoint complete and the pointer on it.
+Checkpoint protocol (survives SIGKILL): for step N the set ``step_N.zip`` (SB3), ``step_N.norm.json``
+(observation/return normalization) and ``step_N.state.json`` (RNG states, curriculum, counters) is
+written member by member, then published by ``step_N.manifest.json`` with each member's SHA-256
+(:mod:`robots_ts.policies.teacher.checkpoint`); only then is ``latest.json`` (the pointer resume
+trusts) replaced. A kill at any point leaves the previous checkpoint complete and the pointer on it.
+
+Per rollout the order is: rollout metrics line (``_on_rollout_end``), training update, then at the
+next rollout's start any due evaluation and checkpoint, so a checkpoint at step N follows every
+record of steps <= N, and resume truncates ``metrics.jsonl`` to exactly the checkpoint's records.
 """
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +24,18 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
-from robots_ts.config import save_config
+from robots_ts.config import ConfigError, load_run_config, save_config
 from robots_ts.envs import make_batched_env
 from robots_ts.envs.vec_env import BatchedEnv
+from robots_ts.faults import fault_point
+from robots_ts.policies.teacher.checkpoint import (CheckpointError, copy_set, read_pointer, remove_set, resume_point,
+                                                   step_stems, uses_manifests, verify_set, write_set)
 from robots_ts.policies.teacher.config import TeacherConfig
-from robots_ts.policies.teacher.load import (ObsNormalizer, load_norm_stats_into, norm_stats_of,
-                                           schedule_objects)
+from robots_ts.policies.teacher.load import (ObsNormalizer, load_norm_stats, load_norm_stats_into, load_sb3,
+                                           norm_stats_of, schedule_objects)
 from robots_ts.progress import Progress
-from robots_ts.runs import (MetricsLog, atomic_write, atomic_write_json, from_jsonable, to_jsonable,
-                            write_run_meta)
+from robots_ts.runs import (CorruptFileError, MetricsLog, RunError, atomic_write_json, from_jsonable, read_json,
+                            read_jsonl, read_run_meta, to_jsonable, write_run_meta)
 
 ACTIVATIONS = {"elu": torch.nn.ELU, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 
@@ -57,20 +64,51 @@ def make_curriculum(cfg: TeacherConfig, param_space, seed: int):
 
 
 def validate(cfg: TeacherConfig) -> None:
-    """Cheap semantic checks, before any env or model is built."""
+    """Every semantic check of a teacher config, before any env, model or file is made."""
+    from robots_ts.envs.checks import check_env_config
+
+    check_env_config(cfg.env)
     p = cfg.ppo
     if p.activation not in ACTIVATIONS:
-        raise ValueError(f"ppo.activation: expected one of {sorted(ACTIVATIONS)}, got {p.activation!r}")
+        raise ConfigError(f"ppo.activation: expected one of {sorted(ACTIVATIONS)}, got {p.activation!r}")
     if p.lr_schedule not in ("linear", "constant"):
-        raise ValueError(f"ppo.lr_schedule: expected 'linear' or 'constant', got {p.lr_schedule!r}")
-    if cfg.env.curriculum.reward not in ("success", "return"):
-        raise ValueError(f"env.curriculum.reward: expected 'success' or 'return', got {cfg.env.curriculum.reward!r}")
-    for key in ("total_steps", "checkpoint_every", "eval_every", "eval_episodes"):
+        raise ConfigError(f"ppo.lr_schedule: expected 'linear' or 'constant', got {p.lr_schedule!r}")
+    for key in ("total_steps", "checkpoint_every", "eval_every", "eval_episodes", "eval_envs", "keep_checkpoints"):
         if getattr(cfg, key) <= 0:
-            raise ValueError(f"{key}: expected a positive integer, got {getattr(cfg, key)}")
+            raise ConfigError(f"{key}: expected a positive integer, got {getattr(cfg, key)}")
+    if cfg.seed < 0:
+        raise ConfigError(f"seed: expected an integer >= 0, got {cfg.seed}")
+    if cfg.torch_threads < 0:
+        raise ConfigError(f"torch_threads: expected 0 (torch's default) or a positive integer, got {cfg.torch_threads}")
+    for key in ("n_steps", "batch_size", "n_epochs"):
+        if getattr(p, key) <= 0:
+            raise ConfigError(f"ppo.{key}: expected a positive integer, got {getattr(p, key)}")
+    for key in ("learning_rate", "clip_range", "clip_obs"):
+        if not np.isfinite(getattr(p, key)) or getattr(p, key) <= 0:
+            raise ConfigError(f"ppo.{key}: expected a positive number, got {getattr(p, key)}")
+    for key in ("gamma", "gae_lambda"):
+        if not 0.0 < getattr(p, key) <= 1.0:
+            raise ConfigError(f"ppo.{key}: expected a number in (0, 1], got {getattr(p, key)}")
+    for key in ("ent_coef", "vf_coef", "max_grad_norm", "target_kl"):
+        if not np.isfinite(getattr(p, key)) or getattr(p, key) < 0:
+            raise ConfigError(f"ppo.{key}: expected a number >= 0, got {getattr(p, key)}")
+    if not p.net_arch or any(w <= 0 for w in p.net_arch):
+        raise ConfigError(f"ppo.net_arch: expected a list of positive layer widths, got {list(p.net_arch)}")
     if (p.n_steps * cfg.env.num_envs) % p.batch_size:
-        raise ValueError(f"ppo.batch_size ({p.batch_size}) must divide ppo.n_steps * env.num_envs "
-                         f"({p.n_steps} * {cfg.env.num_envs})")
+        raise ConfigError(f"ppo.batch_size ({p.batch_size}) must divide ppo.n_steps * env.num_envs "
+                          f"({p.n_steps} * {cfg.env.num_envs})")
+    try:
+        torch.device(cfg.device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device: expected a torch device such as 'cpu' or 'cuda:0', got {cfg.device!r}") from None
+    if cfg.env.curriculum.name != "none":
+        try:  # a misspelt curriculum hyperparameter is a config error, found before any file is written
+            from robots_ts.envs.world import resolve_task
+
+            space = resolve_task(cfg.env.task).params.with_bounds(cfg.env.params)
+            make_curriculum(cfg, space, cfg.seed)
+        except ValueError as exc:
+            raise ConfigError(f"env.curriculum: {exc}") from None
 
 
 def normalized(env, cfg: TeacherConfig) -> VecNormalize:
@@ -148,13 +186,22 @@ class TeacherCallback(BaseCallback):
                 if info.get("diverged"):
                     self.state["diverged_episodes"] = self.state.get("diverged_episodes", 0) + 1
         self.bar.update(self.cfg.env.num_envs)
-        if self.num_timesteps >= self.state["next_eval"]:
+        return True
+
+    def _on_rollout_start(self) -> None:
+        # After the previous rollout's metrics line and training update: the model, statistics and
+        # RNGs are those a resumed run starts from.
+        self.due()
+
+    def due(self) -> None:
+        """Evaluate and checkpoint if their step has come (evaluation first: the checkpoint then
+        holds the best-success and last-evaluation counters it changed)."""
+        if self.num_timesteps >= self.state["next_eval"] and self.state.get("last_eval") != self.num_timesteps:
             self.evaluate()
             self.state["next_eval"] += self.cfg.eval_every
         if self.num_timesteps >= self.state["next_checkpoint"]:
+            self.state["next_checkpoint"] += self.cfg.checkpoint_every   # before: the checkpoint records it
             self.save_checkpoint()
-            self.state["next_checkpoint"] += self.cfg.checkpoint_every
-        return True
 
     def _on_rollout_end(self) -> None:
         now = time.time()
@@ -180,6 +227,7 @@ class TeacherCallback(BaseCallback):
                "eval_success_rate": res["success_rate"], "eval_return": res["mean_return"],
                "eval_episode_length": res["mean_episode_length"]}
         self.metrics.append(rec)
+        self.state["last_eval"] = int(self.num_timesteps)
         if res["success_rate"] >= self.state["best_success"]:
             self.state["best_success"] = res["success_rate"]
             self._save_model_files("best")
@@ -188,24 +236,28 @@ class TeacherCallback(BaseCallback):
         return res
 
     def _save_model_files(self, name: str) -> None:
-        atomic_write(self.ck_dir / f"{name}.zip", lambda p: self.model.save(p))
-        atomic_write_json(self.ck_dir / f"{name}.norm.json", norm_stats_of(self.venv))
+        """``best``: model and statistics, published by their manifest (a kill between the two
+        leaves a set the loader refuses, never a model with other statistics)."""
+        write_set(self.ck_dir, name, {"model": lambda p: self.model.save(p),
+                                      "norm": lambda p: p.write_text(json.dumps(norm_stats_of(self.venv)))},
+                  int(self.num_timesteps), fault="teacher.best.member")
 
     def save_checkpoint(self) -> None:
         step = int(self.num_timesteps)
         name = f"step_{step:010d}"
-        self._save_model_files(name)
         self.state["wall_time"] = time.time() - self.t_start
-        atomic_write_json(self.ck_dir / f"{name}.state.json", to_jsonable(capture_state(self, step)))
-        shutil.copyfile(self.ck_dir / f"{name}.zip", self.ck_dir / ".latest.zip.tmp")
-        (self.ck_dir / ".latest.zip.tmp").replace(self.ck_dir / "latest.zip")
-        shutil.copyfile(self.ck_dir / f"{name}.norm.json", self.ck_dir / ".latest.norm.tmp")
-        (self.ck_dir / ".latest.norm.tmp").replace(self.ck_dir / "latest.norm.json")
+        self.state["last_checkpoint"] = step
+        state = to_jsonable(capture_state(self, step))
+        write_set(self.ck_dir, name, {"model": lambda p: self.model.save(p),
+                                      "norm": lambda p: p.write_text(json.dumps(norm_stats_of(self.venv))),
+                                      "state": lambda p: p.write_text(json.dumps(state))}, step)
+        copy_set(self.ck_dir, name, "latest", ["model", "norm"], step)   # plain-SB3 convenience copies
+        fault_point("teacher.checkpoint.pointer")
         atomic_write_json(self.ck_dir / "latest.json", {"step": step, "name": name})
-        old = sorted(self.ck_dir.glob("step_*.zip"))[: -self.cfg.keep_checkpoints]
-        for z in old:
-            for f in (z, z.with_suffix(".norm.json"), z.with_suffix(".state.json")):
-                f.unlink(missing_ok=True)
+        complete = [(s, stem) for s, stem in step_stems(self.ck_dir)
+                    if (self.ck_dir / f"{stem}.manifest.json").exists() and stem != name]
+        for _, stem in complete[: max(0, len(complete) - (self.cfg.keep_checkpoints - 1))]:
+            remove_set(self.ck_dir, stem)
 
     def _on_training_end(self) -> None:
         self.bar.close()
@@ -232,61 +284,125 @@ def restore_state(state: dict, env: BatchedEnv, cb_state: dict) -> None:
     cb_state.update(state["callback"])
 
 
+def check_fresh_run_dir(run_dir: Path) -> None:
+    """A new run needs a directory that does not exist yet or is empty."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"--run-dir {run_dir} is a file, not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        hint = f"use --resume {run_dir} to continue it" if (run_dir / "run.json").exists() else "it is not empty"
+        raise FileExistsError(f"{run_dir} already holds a run; {hint}, or pick another --run-dir")
+
+
+def prepare_resume(run_dir: Path, total_steps: int | None = None) -> tuple[TeacherConfig, dict | None, bool]:
+    """Everything a resume needs, checked before anything is written: the run (kind, config), the
+    checkpoint set it starts from (every member against its manifest, the state and statistics
+    parseable) and the metrics it keeps. Returns (config, resume point or None, config changed)."""
+    run_dir = Path(run_dir)
+    read_run_meta(run_dir, "teacher")
+    strict = uses_manifests(run_dir)
+    cfg = load_run_config(TeacherConfig, run_dir / "config.yaml", require_checksum=strict)
+    changed = total_steps is not None and int(total_steps) != cfg.total_steps
+    if total_steps is not None:
+        cfg = replace(cfg, total_steps=int(total_steps))
+        try:
+            validate(cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"--total-steps: {exc}") from None
+    validate(cfg)
+    ck = run_dir / "checkpoints"
+    point = resume_point(ck) if strict else read_pointer(ck)
+    if point is None:
+        return cfg, None, changed
+    name = point["name"]
+    if strict:
+        verify_set(ck, name, ("model", "norm", "state"))
+    else:
+        for role in ("zip", "norm.json", "state.json"):
+            if not (ck / f"{name}.{role}").exists():
+                raise CheckpointError(f"teacher checkpoint {ck / name}: {ck / f'{name}.{role}'} is missing")
+    state = read_json(ck / f"{name}.state.json", "checkpoint state")
+    if not (isinstance(state, dict) and {"step", "callback", "torch_rng", "world_rngs"} <= set(state)):
+        raise CorruptFileError(f"checkpoint state {ck / f'{name}.state.json'} lacks its RNG and counter fields")
+    load_norm_stats(ck / f"{name}.norm.json")
+    if strict:
+        rollouts = [r["steps"] for r in read_jsonl(run_dir / "metrics.jsonl") if "steps_per_s" in r]
+        if point["step"] not in rollouts:
+            raise RunError(f"{run_dir / 'metrics.jsonl'} has no record of step {point['step']}, where checkpoint "
+                           f"{name} was saved (the file was truncated or deleted); resuming would leave a gap "
+                           "in the learning curve. Restore it, or start a new run")
+    return cfg, point, changed
+
+
 def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None = None, resume: bool = False,
                   total_steps: int | None = None) -> Path:
     """Train (or, with ``resume``, continue) a teacher; returns the run directory.
 
     On resume, ``total_steps`` may extend (or shorten) the run; the learning-rate schedule then
-    follows the new total.
+    follows the new total. Every check happens before the run directory is created or touched.
     """
-    from robots_ts.config import load_config
-
     run_dir = Path(run_dir)
+    point = None
     if resume:
-        if not (run_dir / "config.yaml").exists():
-            raise FileNotFoundError(f"{run_dir} holds no teacher run to resume (no config.yaml)")
-        cfg = load_config(TeacherConfig, run_dir / "config.yaml")
-        if total_steps is not None:
-            cfg.total_steps = int(total_steps)
-            save_config(cfg, run_dir / "config.yaml")
-    validate(cfg)
+        cfg, point, changed = prepare_resume(run_dir, total_steps)
+    else:
+        validate(cfg)
+        check_fresh_run_dir(run_dir)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     ck_dir = run_dir / "checkpoints"
-    ck_dir.mkdir(parents=True, exist_ok=True)
     env, venv, model = build(cfg, run_dir)
     cb_state = {"wall_time": 0.0, "best_success": -1.0, "next_checkpoint": cfg.checkpoint_every,
-                "next_eval": cfg.eval_every, "diverged_episodes": 0}
-    if resume and (ck_dir / "latest.json").exists():
-        pointer = json.loads((ck_dir / "latest.json").read_text())
-        name = pointer["name"]
-        model = PPO.load(ck_dir / f"{name}.zip", env=venv, device=cfg.device,
-                         custom_objects={"tensorboard_log": str(run_dir / "tb"),
-                                         **schedule_objects(learning_rate(cfg.ppo), cfg.ppo.clip_range)})
-        load_norm_stats_into(venv, json.loads((ck_dir / f"{name}.norm.json").read_text()))
-        state = from_jsonable(json.loads((ck_dir / f"{name}.state.json").read_text()))
-        restore_state(state, env, cb_state)
-        MetricsLog(run_dir / "metrics.jsonl").truncate_after("steps", pointer["step"])
-    elif resume:
-        print(f"resume: no checkpoint in {run_dir} yet; starting from scratch")
-    else:
-        if (ck_dir / "latest.json").exists():
-            raise FileExistsError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir")
-        save_config(cfg, run_dir / "config.yaml")
-        write_run_meta(run_dir, "teacher", task=cfg.env.task)
-    cb = TeacherCallback(cfg, run_dir, env, venv, cb_state)
-    remaining = cfg.total_steps - model.num_timesteps
+                "next_eval": cfg.eval_every, "diverged_episodes": 0, "last_eval": -1, "last_checkpoint": -1}
     try:
+        if point is not None:
+            name = point["name"]
+            model = load_sb3(ck_dir / f"{name}.zip", cfg.device, env=venv,
+                             custom_objects={"tensorboard_log": str(run_dir / "tb"),
+                                             **schedule_objects(learning_rate(cfg.ppo), cfg.ppo.clip_range)})
+            load_norm_stats_into(venv, load_norm_stats(ck_dir / f"{name}.norm.json"))
+            restore_state(from_jsonable(read_json(ck_dir / f"{name}.state.json")), env, cb_state)
+        if resume:
+            if point is not None and read_pointer(ck_dir) != point:
+                # Killed between the set's manifest and the pointer (or the pointer was lost).
+                copy_set(ck_dir, point["name"], "latest", ["model", "norm"], point["step"])
+                atomic_write_json(ck_dir / "latest.json", {"step": point["step"], "name": point["name"]})
+            if (ck_dir / "best.zip").exists() or (ck_dir / "best.manifest.json").exists():
+                try:
+                    verify_set(ck_dir, "best", ("model", "norm"))
+                except (RunError, FileNotFoundError) as exc:
+                    # A best set a kill (or damage) left incomplete: dropped and chosen again from the
+                    # evaluations from here on, never paired across saves.
+                    print(f"resume: dropping the incomplete best checkpoint ({exc})")
+                    remove_set(ck_dir, "best")
+                    cb_state["best_success"] = -1.0
+            if changed:
+                save_config(cfg, run_dir / "config.yaml")
+            # Records after the checkpoint belong to lost work; with no checkpoint, all of them do.
+            MetricsLog(run_dir / "metrics.jsonl").truncate_after("steps", point["step"] if point else -1)
+            for step, stem in step_stems(ck_dir):  # sets a killed run left after its resume point
+                if point is None or step > point["step"]:
+                    remove_set(ck_dir, stem)
+            if point is None:
+                print(f"resume: no checkpoint in {run_dir} yet; starting from scratch")
+        else:
+            ck_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+            write_run_meta(run_dir, "teacher", task=cfg.env.task)
+        cb = TeacherCallback(cfg, run_dir, env, venv, cb_state)
+        remaining = cfg.total_steps - model.num_timesteps
         if remaining > 0:
-            model.learn(remaining, callback=cb, reset_num_timesteps=not resume, tb_log_name="ppo",
+            model.learn(remaining, callback=cb, reset_num_timesteps=point is None, tb_log_name="ppo",
                         progress_bar=False)
         else:  # resuming a finished run: nothing to learn, the final checkpoint and evaluation remain
             cb.init_callback(model)
             cb.t_start = time.time() - cb_state["wall_time"]
-        if cb_state["next_checkpoint"] - cfg.checkpoint_every < model.num_timesteps:
+        step = int(model.num_timesteps)
+        if cb_state.get("last_eval") != step:
+            cb.evaluate()
+        if cb_state.get("last_checkpoint") != step:
+            cb_state["next_checkpoint"] = step + cfg.checkpoint_every
             cb.save_checkpoint()
-            cb_state["next_checkpoint"] = model.num_timesteps + cfg.checkpoint_every
-        cb.evaluate()
     finally:
         venv.close()
     from robots_ts.plots import plot_learning_curve

@@ -1,0 +1,96 @@
+"""Checks of an env config before anything is built: every construction parameter the batched env
+will read, each failure a :class:`~robots_ts.config.ConfigError` naming the key and what it expects.
+
+Commands call :func:`check_env_config` in their validation pass (before a run directory exists);
+``WorldBatch`` calls it too, so ``gymnasium.make`` and direct construction get the same messages.
+"""
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+from robots_ts.config import ConfigError, EnvConfig
+
+CURRICULUM_REWARDS = ("success", "return")
+DOWNSAMPLERS = ("voxel", "fps")
+
+
+def _number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def _positive(key: str, value, integer: bool = False, allow_zero: bool = False) -> None:
+    ok = _number(value) and (float(value) >= 0 if allow_zero else float(value) > 0)
+    if integer:
+        ok = ok and float(value) == int(value)
+    if not ok:
+        what = ("a non-negative " if allow_zero else "a positive ") + ("integer" if integer else "finite number")
+        raise ConfigError(f"{key}: expected {what}, got {value!r}")
+
+
+def check_env_config(cfg: EnvConfig, prefix: str = "env.") -> None:
+    """Raise ConfigError for the first invalid field of ``cfg`` (keys reported as ``prefix + name``)."""
+    from robots_ts.envs.tasks import TASKS
+    from robots_ts.envs.world import OBS_GROUPS
+    from robots_ts.robot.arm import CONTROL_MODES
+
+    k = prefix
+    if cfg.task not in TASKS:
+        raise ConfigError(f"{k}task: unknown task {cfg.task!r}; available tasks: {sorted(TASKS)}")
+    groups = cfg.obs_groups
+    if isinstance(groups, (str, bytes)):
+        raise ConfigError(f"{k}obs_groups: expected a list of group names, got the string {groups!r} "
+                          f"(write [{groups!r}])")
+    groups = list(groups)
+    bad = [g for g in groups if g not in OBS_GROUPS]
+    if bad or not groups:
+        raise ConfigError(f"{k}obs_groups: unknown observation group(s) {bad}; choose from {list(OBS_GROUPS)}"
+                          if bad else f"{k}obs_groups: expected at least one of {list(OBS_GROUPS)}, got []")
+    if not (isinstance(cfg.num_envs, int) and not isinstance(cfg.num_envs, bool) and cfg.num_envs >= 1):
+        raise ConfigError(f"{k}num_envs: expected an integer >= 1, got {cfg.num_envs!r} "
+                          f"(num_envs must be >= 1)")
+    if cfg.control not in CONTROL_MODES:
+        raise ConfigError(f"{k}control: unknown control mode {cfg.control!r}; expected one of {list(CONTROL_MODES)}")
+    _positive(f"{k}control_hz", cfg.control_hz)
+    _positive(f"{k}episode_steps", cfg.episode_steps, integer=True, allow_zero=True)
+    _positive(f"{k}num_threads", cfg.num_threads, integer=True, allow_zero=True)
+    _positive(f"{k}init_noise", cfg.init_noise, allow_zero=True)
+    task = TASKS[cfg.task]
+    try:
+        task.params.with_bounds(cfg.params)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{k}params: {exc}") from None
+    unknown = set(cfg.reward_scales) - set(task.reward_scales)
+    if unknown:
+        raise ConfigError(f"{k}reward_scales: unknown reward term(s) {sorted(unknown)} for {cfg.task}; "
+                          f"terms: {sorted(task.reward_scales)}")
+    for term, scale in cfg.reward_scales.items():
+        if not _number(scale):
+            raise ConfigError(f"{k}reward_scales.{term}: expected a finite number, got {scale!r}")
+    if "depth" in groups or "points" in groups:
+        d = cfg.depth
+        _positive(f"{k}depth.width", d.width, integer=True)
+        _positive(f"{k}depth.height", d.height, integer=True)
+        _positive(f"{k}depth.near", d.near)
+        if not (_number(d.far) and d.far > d.near):
+            raise ConfigError(f"{k}depth.far: expected a number > depth.near ({d.near}), got {d.far!r}")
+    if "points" in groups:
+        p = cfg.points
+        _positive(f"{k}points.num_points", p.num_points, integer=True)
+        _positive(f"{k}points.width", p.width, integer=True)
+        _positive(f"{k}points.height", p.height, integer=True)
+        _positive(f"{k}points.voxel", p.voxel, allow_zero=True)
+        if p.downsample not in DOWNSAMPLERS:
+            raise ConfigError(f"{k}points.downsample: expected one of {list(DOWNSAMPLERS)}, got {p.downsample!r}")
+        if len(p.crop_low) != 3 or len(p.crop_high) != 3 or not all(lo < hi for lo, hi in zip(p.crop_low, p.crop_high)):
+            raise ConfigError(f"{k}points.crop_low/crop_high: expected two [x, y, z] corners with low < high, "
+                              f"got {list(p.crop_low)}, {list(p.crop_high)}")
+    c = cfg.curriculum
+    if c.reward not in CURRICULUM_REWARDS:
+        raise ConfigError(f"{k}curriculum.reward: expected one of {list(CURRICULUM_REWARDS)}, got {c.reward!r}")
+    if c.name != "none":
+        from robots_ts.curriculum import TEACHERS
+
+        if c.name not in TEACHERS:
+            raise ConfigError(f"{k}curriculum.name: unknown curriculum teacher {c.name!r}; expected 'none' or "
+                              f"one of {sorted(TEACHERS)}")
