@@ -63,7 +63,6 @@ class EnvConfig:
     params: dict[str, list[float]] = field(default_factory=dict)       # bounds overrides by name
     reward_scales: dict[str, float] = field(default_factory=dict)      # term scale overrides
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
-    randomization: dict[str, Any] = field(default_factory=dict)
 
 
 def _type_name(cls: Type, key: str) -> str:

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,26 @@ def test_real_entry_point_prints_no_traceback_unless_debug(tmp_path):
     via_env = subprocess.run(cmd, capture_output=True, text=True, env={**env, "ROBOTS_TS_DEBUG": "1"})
     assert "Traceback" in via_env.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_student_checkpoint_from_another_version_is_named(tmp_path, capsys):
+    """An env config key this version does not know (a checkpoint written by another version)."""
+    import json
+
+    from robots_ts.config import EnvConfig
+    from robots_ts.policies.students.checkpoint import save_student
+    from robots_ts.policies.students.config import StudentNetConfig
+    from robots_ts.policies.students.networks import Student
+    from robots_ts.runs import atomic_write_json, write_run_meta
+
+    run = tmp_path / "student"
+    write_run_meta(run, "student")
+    model = Student(StudentNetConfig(encoder="depth"), {"proprio": [23], "depth": [1, 16, 16]}, 4)
+    meta_path = save_student(model, run / "checkpoints" / "iter_0000", EnvConfig())
+    meta = json.loads(Path(meta_path).read_text())
+    meta["env"]["randomization"] = {}
+    Path(meta_path).write_text(json.dumps(meta))
+    atomic_write_json(run / "checkpoints" / "latest.json", {"name": "iter_0000", "iteration": 0})
+    assert cli(["evaluate", str(run), "--episodes", "2"]) == 2
+    line = one_line_error(capsys, "evaluate")
+    assert "iter_0000.json" in line and "randomization" in line

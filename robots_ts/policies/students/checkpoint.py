@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from robots_ts.config import EnvConfig, to_dict
+from robots_ts.config import ConfigError, EnvConfig, to_dict
 from robots_ts.policies.students.config import StudentNetConfig
 from robots_ts.policies.students.networks import Student
 from robots_ts.runs import CorruptFileError, atomic_write, atomic_write_json, read_json, read_run_meta
@@ -41,8 +42,13 @@ def save_student(model: Student, path: str | Path, env_cfg: EnvConfig, **extra) 
     return json_path
 
 
-def env_config_from_dict(d: dict) -> EnvConfig:
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EnvConfig), d))
+def env_config_from_dict(d: dict, source: str = "checkpoint") -> EnvConfig:
+    """The env config a checkpoint recorded; keys this version does not know are a named error."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EnvConfig), d))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{source}: its env config does not fit this version of robots_ts "
+                          f"({' '.join(str(exc).split()[:12])}); it was written by another version") from None
 
 
 def build_from_meta(meta: dict) -> Student:
@@ -152,4 +158,4 @@ def load_student(run_dir: str | Path, checkpoint: str = "latest", device: str = 
         json_path = resolve_checkpoint(run_dir, checkpoint)
     model, meta = load_checkpoint(json_path, device)
     model.eval()
-    return StudentPolicy(model, env_config_from_dict(meta["env"]), device)
+    return StudentPolicy(model, env_config_from_dict(meta["env"], str(json_path)), device)
