@@ -6,7 +6,7 @@ from robots_ts.cli import main as cli
 
 def test_quick_demo_writes_summary_and_report(tmp_path):
     out = tmp_path / "demo"
-    assert cli(["demo", "--quick", "--run-dir", str(out)]) == 0
+    assert cli(["demo", "--quick", "--bc", "--run-dir", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["policies"]) == {"teacher", "depth_student", "points_student", "bc_depth"}
     for res in summary["policies"].values():
@@ -16,5 +16,9 @@ def test_quick_demo_writes_summary_and_report(tmp_path):
     for png in ("success.png", "depth_frame.png", "point_cloud.png", "teacher/learning_curve.png",
                 "student_depth/curves.png"):
         assert (out / png).stat().st_size > 1000
-    # Running it again reuses the finished stages instead of failing on existing run directories.
+    # Running it again reuses the finished stages instead of failing on existing run directories;
+    # without --bc the baseline is left out of the summary and the report.
     assert cli(["demo", "--quick", "--run-dir", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["policies"]) == {"teacher", "depth_student", "points_student"}
+    assert "bc_depth" not in (out / "report.md").read_text()

@@ -73,8 +73,10 @@ def _render_limit_rate(env: BatchedEnv, seconds: float) -> float:
             d.qpos[:] = w.datas[i].qpos
             d.ctrl[:] = w.datas[i].ctrl
             d.mocap_pos[:] = w.datas[i].mocap_pos
-        count, t0 = 0, time.perf_counter()
         try:
+            for i, d in zip(ids, datas):   # warm up: the first frames of a new context cost more
+                cam.render_raw(w.models[i], d)
+            count, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds:
                 for i, d in zip(ids, datas):
                     mujoco.mj_step(w.models[i], d, nstep=w.substeps)
