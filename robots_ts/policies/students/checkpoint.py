@@ -148,8 +148,8 @@ def load_student(run_dir: str | Path, checkpoint: str = "latest", device: str = 
 
     ``latest`` by default: the last iteration is the one trained on the whole aggregate (with
     ``dagger.final_epochs``, to convergence), while ``best`` is picked on the few episodes each
-    iteration evaluates, a noisy choice (measured on Reach: 0.68 for best against 0.87 for latest
-    on the same 100 held-out episodes)."""
+    iteration evaluates, a noisy choice (measured on the earlier arm's Reach: 0.68 for best against
+    0.87 for latest on the same 100 held-out episodes)."""
     run_dir = Path(run_dir)
     if run_dir.suffix == ".json" and run_dir.is_file():
         json_path = run_dir
