@@ -56,10 +56,6 @@ class WorldBatch:
         self.arm = Arm(base, control=cfg.control)
         self.substeps = max(1, int(round(1.0 / (cfg.control_hz * base.opt.timestep))))
         self.episode_steps = int(cfg.episode_steps or task_cls.episode_steps)
-        unknown = set(cfg.reward_scales) - set(task_cls.reward_scales)
-        if unknown:
-            raise ValueError(f"unknown reward term(s) {sorted(unknown)} for {cfg.task}; "
-                             f"terms: {sorted(task_cls.reward_scales)}")
         self.reward_scales = {**task_cls.reward_scales, **cfg.reward_scales}
         self.sampler = sampler
         self.action_dim = self.arm.action_dim
