@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -93,6 +94,8 @@ def cmd_evaluate(argv: list[str]) -> int:
     ap.add_argument("--grid-episodes", type=_at_least(1), default=4, help="episodes per grid cell")
     ap.add_argument("--threshold", type=_fraction, default=0.75,
                     help="success rate at which a grid cell is mastered")
+    ap.add_argument("--backend", choices=["mujoco", "pybullet"],
+                    help="simulator to evaluate in (default: the one the run trained in)")
     args = ap.parse_args(argv)
     if args.video is not None and Path(args.video).suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"--video: expected a .mp4 or .gif path, got {args.video!r}")
@@ -101,6 +104,8 @@ def cmd_evaluate(argv: list[str]) -> int:
 
     run_dir = Path(args.run_dir)
     policy = load_policy(run_dir, args.checkpoint)
+    if args.backend is not None:
+        policy.env_cfg = dataclasses.replace(policy.env_cfg, backend=args.backend)
     if args.param_grid is not None:
         from robots_ts.grid_eval import evaluate_grid
 
@@ -120,7 +125,8 @@ def cmd_evaluate(argv: list[str]) -> int:
 
 def cmd_bench(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: robots-ts bench {envs,physics,curriculum,curriculum-push,teacher,distill,faults} [options]\n"
+        print("usage: robots-ts bench {envs,physics,curriculum,curriculum-push,teacher,distill,faults,sim2sim} "
+              "[options]\n"
               "Measurements that print JSON (see each one's --help).")
         return 0 if argv else 2
     which, rest = argv[0], argv[1:]
@@ -129,7 +135,8 @@ def cmd_bench(argv: list[str]) -> int:
     modules = {"envs": "robots_ts.bench.envs", "curriculum": "robots_ts.bench.curriculum",
                "curriculum-push": "robots_ts.bench.curriculum_push",
                "teacher": "robots_ts.bench.teacher", "distill": "robots_ts.bench.distill",
-               "physics": "robots_ts.bench.physics", "faults": "robots_ts.bench.faults"}
+               "physics": "robots_ts.bench.physics", "faults": "robots_ts.bench.faults",
+               "sim2sim": "robots_ts.bench.sim2sim"}
     if which not in modules:
         print(f"robots-ts bench: unknown benchmark {which!r}; choose from {sorted(modules)}", file=sys.stderr)
         return 2

@@ -50,6 +50,7 @@ class CurriculumConfig:
 @dataclass
 class EnvConfig:
     task: str = "Reach"
+    backend: str = "mujoco"           # mujoco | pybullet: the simulator behind the env
     num_envs: int = 16
     obs_groups: list[str] = field(default_factory=lambda: ["proprio", "privileged"])
     control: str = "ee"               # ee | joint

@@ -59,6 +59,7 @@ def rollout_policy(policy, env_cfg: EnvConfig, episodes: int = 100, seed: int = 
     finally:
         env.close()
     out = summarise(records, env_cfg.task, seed)
+    out["backend"] = env_cfg.backend
     if video is not None and frames:
         from robots_ts.envs.video import write_video
 

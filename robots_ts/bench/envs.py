@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import itertools
 import statistics
 import time
 
-import mujoco
 import numpy as np
 
 from robots_ts.config import EnvConfig
@@ -35,87 +35,33 @@ def _env_rate(env: BatchedEnv, seconds: float, rng: np.random.Generator) -> floa
     return steps * n / (time.perf_counter() - t0)
 
 
-def _physics_rate(env: BatchedEnv, seconds: float) -> float:
-    """Bare mj_step rate of the env's worlds, each worker thread stepping its own chunk."""
-    w = env.world
-    chunk = 50
-
-    def work(k, res):
-        ids = w._chunks[k]
-        datas = [mujoco.MjData(w.models[i]) for i in ids]
-        for i, d in zip(ids, datas):
-            d.qpos[:] = w.datas[i].qpos
-            d.ctrl[:] = w.datas[i].ctrl
-        count, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            for i, d in zip(ids, datas):
-                mujoco.mj_step(w.models[i], d, nstep=chunk)
-            count += chunk * len(ids)
-        return count, time.perf_counter() - t0
-
-    res = w.pool.run(work)
-    return sum(c for c, _ in res) / max(t for _, t in res) / w.substeps
-
-
-def _render_limit_rate(env: BatchedEnv, seconds: float) -> float:
-    """Bare physics + bare render of the env's worlds, each worker thread on its own chunk."""
-    from robots_ts.envs.sensors import DepthCamera
-
-    w = env.world
-    c = w.cfg.depth
-    width, height = (c.width, c.height) if w.depth is not None else (w.cfg.points.width, w.cfg.points.height)
-
-    def work(k, res):
-        ids = w._chunks[k]
-        cam = DepthCamera(w.models[0], c.camera, width, height, c.near, c.far)
-        datas = [mujoco.MjData(w.models[i]) for i in ids]
-        for i, d in zip(ids, datas):
-            d.qpos[:] = w.datas[i].qpos
-            d.ctrl[:] = w.datas[i].ctrl
-            d.mocap_pos[:] = w.datas[i].mocap_pos
-        try:
-            for i, d in zip(ids, datas):   # warm up: the first frames of a new context cost more
-                cam.render_raw(w.models[i], d)
-            count, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds:
-                for i, d in zip(ids, datas):
-                    mujoco.mj_step(w.models[i], d, nstep=w.substeps)
-                    cam.render_raw(w.models[i], d)
-                count += len(ids)
-            return count, time.perf_counter() - t0
-        finally:
-            cam.close()
-
-    res = w.pool.run(work)
-    return sum(cnt for cnt, _ in res) / max(t for _, t in res)
-
-
 def bench_envs(tasks=("Reach", "Push", "Lift"), modes=("state", "depth", "points"), num_envs=(16, 64),
-               seconds: float = 2.0, repeats: int = 3, seed: int = 0) -> list[dict]:
+               seconds: float = 2.0, repeats: int = 3, seed: int = 0, backends=("mujoco",)) -> list[dict]:
     records = []
     rng = np.random.default_rng(seed)
-    for task in tasks:
-        for mode in modes:
-            for n in num_envs:
-                env = BatchedEnv(EnvConfig(task=task, num_envs=n, obs_groups=MODES[mode]), seed=seed)
-                env.reset()
-                _env_rate(env, 0.3, rng)  # warm up: contexts, caches
-                env_rates, phys_rates, render_rates = [], [], []
-                for _ in range(repeats):
-                    env_rates.append(_env_rate(env, seconds, rng))
-                    phys_rates.append(_physics_rate(env, seconds / 2))
-                    if env.world.renders:
-                        render_rates.append(_render_limit_rate(env, seconds / 2))
-                env.close()
-                e, p = statistics.median(env_rates), statistics.median(phys_rates)
-                rec = {"task": task, "backend": "mujoco", "obs_mode": mode, "num_envs": n,
-                       "env_steps_per_s": round(e, 1), "physics_limit_steps_per_s": round(p, 1),
-                       "ratio": round(e / p, 3), "workers": env.world.pool.num_workers,
-                       "substeps": env.world.substeps, "env_repeats": [round(x, 1) for x in env_rates]}
-                if render_rates:
-                    r = statistics.median(render_rates)
-                    rec.update(render_limit_steps_per_s=round(r, 1), render_ratio=round(e / r, 3))
-                records.append(rec)
+    for task, backend, mode, n in itertools.product(tasks, backends, modes, num_envs):
+        env = BatchedEnv(EnvConfig(task=task, backend=backend, num_envs=n, obs_groups=MODES[mode]), seed=seed)
+        env.reset()
+        _env_rate(env, 0.3, rng)  # warm up: contexts, caches
+        env_rates, phys_rates, render_rates = [], [], []
+        sim = env.world.backend
+        image = "depth" if "depth" in sim.images else "points"
+        renderer = sim.renderer if env.world.renders else None
+        for _ in range(repeats):
+            env_rates.append(_env_rate(env, seconds, rng))
+            phys_rates.append(sim.physics_rate(seconds / 2))
+            if env.world.renders:
+                render_rates.append(sim.render_rate(image, seconds / 2))
+        env.close()
+        e, p = statistics.median(env_rates), statistics.median(phys_rates)
+        rec = {"task": task, "backend": backend, "obs_mode": mode, "num_envs": n,
+               "env_steps_per_s": round(e, 1), "physics_limit_steps_per_s": round(p, 1),
+               "ratio": round(e / p, 3), "workers": sim.num_workers, "renderer": renderer,
+               "substeps": env.world.substeps, "env_repeats": [round(x, 1) for x in env_rates]}
+        if render_rates:
+            r = statistics.median(render_rates)
+            rec.update(render_limit_steps_per_s=round(r, 1), render_ratio=round(e / r, 3))
+        records.append(rec)
     return records
 
 
@@ -125,15 +71,16 @@ def main(argv=None) -> int:
     ap.add_argument("--tasks", nargs="+", default=["Reach", "Push", "Lift"])
     ap.add_argument("--modes", nargs="+", default=["state", "depth", "points"], choices=list(MODES))
     ap.add_argument("--num-envs", nargs="+", type=int, default=[16, 64])
+    ap.add_argument("--backends", nargs="+", default=["mujoco"], choices=["mujoco", "pybullet"])
     ap.add_argument("--seconds", type=float, default=1.5, help="length of one measurement")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
-    recs = bench_envs(args.tasks, args.modes, args.num_envs, args.seconds, args.repeats)
+    recs = bench_envs(args.tasks, args.modes, args.num_envs, args.seconds, args.repeats, backends=args.backends)
     if args.json:
         print(json.dumps(recs, indent=1))
     else:
         for r in recs:
-            line = (f"{r['task']:6s} {r['obs_mode']:7s} n={r['num_envs']:4d}  {r['env_steps_per_s']:9.0f} steps/s  "
+            line = (f"{r['task']:6s} {r['backend']:8s} {r['obs_mode']:7s} n={r['num_envs']:4d}  {r['env_steps_per_s']:9.0f} steps/s  "
                     f"physics limit {r['physics_limit_steps_per_s']:9.0f}  ratio {r['ratio']:.2f}")
             if "render_limit_steps_per_s" in r:
                 line += f"  render limit {r['render_limit_steps_per_s']:7.0f}  ratio {r['render_ratio']:.2f}"

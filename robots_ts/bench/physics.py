@@ -30,10 +30,11 @@ class CornerSampler:
 
 
 def run_health(task: str, steps: int, num_envs: int = 64, seed: int = 0, control: str = "ee",
-               obs_groups=("proprio", "privileged")) -> dict:
+               obs_groups=("proprio", "privileged"), backend: str = "mujoco") -> dict:
     from robots_ts.envs.vec_env import BatchedEnv
 
-    env = BatchedEnv(EnvConfig(task=task, num_envs=num_envs, obs_groups=list(obs_groups), control=control),
+    env = BatchedEnv(EnvConfig(task=task, backend=backend, num_envs=num_envs, obs_groups=list(obs_groups),
+                               control=control),
                      seed=seed)
     rng = np.random.default_rng(seed)
     env.sampler = CornerSampler(env.param_space, np.random.default_rng(seed + 1))
@@ -47,7 +48,7 @@ def run_health(task: str, steps: int, num_envs: int = 64, seed: int = 0, control
         episodes += int(dones.sum())
         done_steps += num_envs
     env.close()
-    return {"task": task, "control": control, "env_steps": done_steps, "num_envs": num_envs,
+    return {"task": task, "backend": backend, "control": control, "env_steps": done_steps, "num_envs": num_envs,
             "episodes": episodes, "diverged_episodes": env.diverged_episodes,
             "nonfinite_observations": nonfinite_obs, "nonfinite_rewards": nonfinite_reward,
             "param_bounds": {n: [float(lo), float(hi)] for n, lo, hi in
@@ -61,15 +62,17 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=100_000, help="env steps per task and control mode")
     ap.add_argument("--num-envs", type=int, default=64)
     ap.add_argument("--controls", nargs="+", default=["ee", "joint"], choices=["ee", "joint"])
+    ap.add_argument("--backends", nargs="+", default=["mujoco"], choices=["mujoco", "pybullet"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print one JSON list (default: a table)")
     args = ap.parse_args(argv)
-    records = [run_health(t, args.steps, args.num_envs, args.seed, c) for t in args.tasks for c in args.controls]
+    records = [run_health(t, args.steps, args.num_envs, args.seed, c, backend=b)
+               for b in args.backends for t in args.tasks for c in args.controls]
     if args.json:
         print(json.dumps(records, indent=1))
     else:
         for r in records:
-            print(f"{r['task']:6s} {r['control']:5s} {r['env_steps']:8d} steps  {r['episodes']:6d} episodes  "
+            print(f"{r['task']:6s} {r['backend']:8s} {r['control']:5s} {r['env_steps']:8d} steps  {r['episodes']:6d} episodes  "
                   f"diverged {r['diverged_episodes']}  non-finite obs {r['nonfinite_observations']} "
                   f"rewards {r['nonfinite_rewards']}  {r['wall_s']} s")
     return 0

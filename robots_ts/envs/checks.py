@@ -37,6 +37,10 @@ def check_env_config(cfg: EnvConfig, prefix: str = "env.") -> None:
     k = prefix
     if cfg.task not in TASKS:
         raise ConfigError(f"{k}task: unknown task {cfg.task!r}; available tasks: {sorted(TASKS)}")
+    from robots_ts.sim.backend import BACKENDS
+
+    if cfg.backend not in BACKENDS:
+        raise ConfigError(f"{k}backend: unknown simulator {cfg.backend!r}; expected one of {list(BACKENDS)}")
     groups = cfg.obs_groups
     if isinstance(groups, (str, bytes)):
         raise ConfigError(f"{k}obs_groups: expected a list of group names, got the string {groups!r} "

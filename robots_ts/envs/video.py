@@ -3,29 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mujoco
 import numpy as np
-
-_renderers: dict[tuple[int, int, int], mujoco.Renderer] = {}
-
-
-def _renderer(model: mujoco.MjModel, width: int, height: int) -> mujoco.Renderer:
-    key = (id(model), width, height)
-    r = _renderers.get(key)
-    if r is None:
-        r = _renderers[key] = mujoco.Renderer(model, height, width)
-    return r
 
 
 def render_rgb(world, i: int, width: int = 256, height: int = 256, camera: str = "scene") -> np.ndarray:
     """(H, W, 3) uint8 image of world ``i`` from the scene camera, goal markers shown."""
-    r = _renderer(world.models[0], width, height)
-    opt = mujoco.MjvOption()
-    opt.geomgroup[3] = 1
-    # Per-world sizes: the renderer reads them from the model passed at update time.
-    r._model = world.models[i]
-    r.update_scene(world.datas[i], camera=camera, scene_option=opt)
-    return r.render()
+    return world.backend.rgb(i, width, height, camera)
 
 
 def render_depth(world, i: int) -> np.ndarray:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import mujoco
 import numpy as np
 
 from robots_ts.robot.description import RobotDescription, panda
+from robots_ts.sim.scene import ARM_DOF, FINGER_DOF
 
 CONTROL_MODES = ("ee", "joint")
 
@@ -73,9 +73,10 @@ def proprio_layout(control: str, command_names: tuple[str, ...], desc: RobotDesc
 
 
 class Arm:
-    """Indices of the arm's joints, actuators and sites in a model, and the action mapping."""
+    """The action mapping, above the simulator seam: actions to joint and finger targets, from the
+    state every backend reports (joint positions, TCP pose and its Jacobian over the arm joints)."""
 
-    def __init__(self, model: mujoco.MjModel, control: str = "ee", ee_step: float = 0.03,
+    def __init__(self, control: str = "ee", ee_step: float = 0.03,
                  joint_step: float = 0.08, workspace_low=(0.15, -0.5, 0.008), workspace_high=(0.85, 0.5, 0.55),
                  ik_damping: float = 0.05, desc: RobotDescription | None = None):
         self.desc = desc = desc or panda()
@@ -86,12 +87,10 @@ class Arm:
         self.workspace_low = np.asarray(workspace_low, dtype=np.float64)
         self.workspace_high = np.asarray(workspace_high, dtype=np.float64)
         self.ik_damping = float(ik_damping)
-        self.qpos_idx = np.array([model.joint(j).qposadr[0] for j in desc.arm_joints])
-        self.qvel_idx = np.array([model.joint(j).dofadr[0] for j in desc.arm_joints])
-        self.finger_qpos_idx = np.array([model.joint(j).qposadr[0] for j in desc.finger_joints])
-        self.ctrl_idx = np.array([model.actuator(j).id for j in desc.arm_joints])
-        self.gripper_ctrl = model.actuator("gripper").id
-        self.ee_site = model.site("ee").id
+        # Where the state layout (robots_ts.sim.scene) keeps the arm and finger joints.
+        self.qpos_idx = np.arange(ARM_DOF)
+        self.qvel_idx = np.arange(ARM_DOF)
+        self.finger_qpos_idx = np.arange(ARM_DOF, ARM_DOF + FINGER_DOF)
         self.joint_low, self.joint_high = desc.arm_lower, desc.arm_upper
         self.finger_open = desc.finger_range[1]
         self.home = desc.ready_pose
@@ -107,7 +106,7 @@ class Arm:
         """Joint position targets (N, 7) and finger targets (N,) for clipped actions (N, A).
 
         q: current joint positions, q_target: the previous joint targets, ee_pos (N, 3),
-        ee_rot (N, 3, 3) and jac (N, 6, nv) the TCP pose and Jacobian of the current state.
+        ee_rot (N, 3, 3) and jac (N, 6, 7) the TCP pose and its Jacobian over the arm joints.
         """
         finger = (actions[:, -1] + 1.0) * (0.5 * self.finger_open)
         if self.control == "joint":
@@ -118,7 +117,7 @@ class Arm:
         err[:, :3] = goal - ee_pos
         # Orientation error: 0.5 * sum_k r_k x r*_k (small-angle axis-angle to the target frame).
         err[:, 3:] = 0.5 * np.cross(np.swapaxes(ee_rot, 1, 2), self.ee_rot_target.T[None]).sum(axis=1)
-        J = jac[:, :, self.qvel_idx]                                   # (N, 6, 7)
+        J = jac                                                        # (N, 6, 7)
         JJt = J @ np.swapaxes(J, 1, 2) + (self.ik_damping ** 2) * np.eye(6)
         dq = np.einsum("nij,ni->nj", J, np.linalg.solve(JJt, err[..., None])[..., 0])
         return np.clip(q + dq, self.joint_low, self.joint_high), finger

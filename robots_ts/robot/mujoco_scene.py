@@ -3,18 +3,19 @@
 What comes from the URDF (``robots_ts.robot.description``): bodies, joint names, axes, frames and
 ranges, collision meshes, visual meshes. What we add, each in one place below:
 
-- identified link inertials (the URDF's are placeholders of 0.1 kg m^2);
-- joint armature and damping, gravity compensation on every moving body;
-- position actuators per arm joint (gains below, force limits = the URDF's effort limits), and one
-  coupled width actuator for the two fingers;
+- identified link inertials (the URDF's are placeholders of 0.1 kg m^2), joint armature and
+  damping (:mod:`robots_ts.robot.dynamics`), gravity compensation on every moving body;
+- position actuators per arm joint (gains from the same module, force limits = the URDF's effort
+  limits), and one coupled width actuator for the two fingers;
 - collision bits (the arm does not collide with itself, only with the table and task objects),
   finger contact parameters;
-- visual meshes decimated with open3d's quadric decimation for the software depth renderer;
+- visual meshes decimated for the software depth renderer (:mod:`robots_ts.robot.meshes`);
 - sites ``ee`` (the URDF's ``panda_grasptarget``) and ``flange`` (``panda_link8``);
-- the arena: table (top at z = 0, the base frame's origin on it), light, the scene camera.
+- the arena of :mod:`robots_ts.sim.scene`: table (top at z = 0, the base frame's origin on it),
+  the scene camera; a light;
+- a task's bodies (:func:`add_body`, from their simulator-neutral descriptions).
 
-Tasks add their objects with :meth:`robots_ts.envs.tasks.base.Task.build`. The Panda spec is
-parsed and decimated once per process; each task's compiled model is cached.
+The Panda spec is parsed and decimated once per process; each task's compiled model is cached.
 """
 from __future__ import annotations
 
@@ -26,56 +27,15 @@ import threading
 import mujoco
 import numpy as np
 
-from robots_ts.robot.description import FLANGE_LINK, TCP_LINK, panda, urdf_dir
+from robots_ts.robot.description import panda, urdf_dir
+from robots_ts.robot.meshes import VISUAL_FACES, decimated
+from robots_ts.robot.dynamics import (ARM_ARMATURE, ARM_DAMPING, ARM_KP, ARM_KV, FINGER_ARMATURE, FINGER_DAMPING,
+                                      FINGER_KP, FINGER_KV, LINK_INERTIALS)
+from robots_ts.sim.scene import (CAMERAS, FINGER_FRICTION, TABLE_FRICTION, TABLE_HALF, TABLE_POS, TIMESTEP, Body,
+                                 box_inertia)
 
 log = logging.getLogger("robots_ts.mujoco")
 
-# Link inertials of franka_description (franka_ros), which publishes the identified parameters of
-# Gaz, Cognetti, Oliva, Robuffo Giordano and De Luca, "Dynamic identification of the Franka Emika
-# Panda robot with retrieval of feasible parameters using penalty-based optimization", IEEE RA-L
-# 4(4), 2019: (mass kg, centre of mass in the link frame m, [ixx, ixy, ixz, iyy, iyz, izz] kg m^2
-# about the centre of mass). The link frames are the URDF's, identical in pybullet_data's file.
-LINK_INERTIALS = {
-    "panda_link1": (4.970684, (0.003875, 0.002081, -0.04762),
-                    (0.70337, -0.000139, 0.006772, 0.70661, 0.019169, 0.009117)),
-    "panda_link2": (0.646926, (-0.003141, -0.02872, 0.003495),
-                    (0.007962, -0.003925, 0.010254, 0.02811, 0.000704, 0.025995)),
-    "panda_link3": (3.228604, (0.027518, 0.039252, -0.066502),
-                    (0.037242, -0.004761, -0.011396, 0.036155, -0.012805, 0.01083)),
-    "panda_link4": (3.587895, (-0.05317, 0.104419, 0.027454),
-                    (0.025853, 0.007796, -0.001332, 0.019552, 0.008641, 0.028323)),
-    "panda_link5": (1.225946, (-0.011953, 0.041065, -0.038437),
-                    (0.035549, -0.002117, -0.004037, 0.029474, 0.000229, 0.008627)),
-    "panda_link6": (1.666555, (0.060149, -0.014117, -0.010517),
-                    (0.001964, 0.000109, -0.001158, 0.004354, 0.000341, 0.005433)),
-    "panda_link7": (0.735522, (0.010517, -0.004252, 0.061597),
-                    (0.012516, -0.000428, -0.001196, 0.010027, -0.000741, 0.004815)),
-    # Hand and fingers: franka_description's hand.xacro (CAD estimates, not identified).
-    "panda_hand": (0.73, (-0.01, 0.0, 0.03), (0.001, 0.0, 0.0, 0.0025, 0.0, 0.0017)),
-    "panda_leftfinger": (0.015, (0.0, 0.0, 0.0), (2.375e-6, 0.0, 0.0, 2.375e-6, 0.0, 7.5e-7)),
-    "panda_rightfinger": (0.015, (0.0, 0.0, 0.0), (2.375e-6, 0.0, 0.0, 2.375e-6, 0.0, 7.5e-7)),
-}
-
-# Joint-space position servos: torque = kp (q_target - q) - kv qdot, clamped to the URDF's effort
-# limits (87 N m for joints 1-4, 12 N m for 5-7). Gravity is compensated by the bodies' gravcomp,
-# as Franka's controller does, so the servos only track.
-ARM_KP = (2000.0, 2000.0, 2000.0, 2000.0, 600.0, 600.0, 600.0)
-ARM_KV = (120.0, 120.0, 120.0, 120.0, 30.0, 30.0, 30.0)
-ARM_ARMATURE = 0.1     # kg m^2, the motors' reflected inertia; also steadies the implicit integrator
-ARM_DAMPING = 1.0      # N m s / rad
-FINGER_KP, FINGER_KV = 1000.0, 40.0
-FINGER_FRICTION = (1.5, 0.02, 0.001)
-# Faces kept per decimated visual mesh. The originals have 7k-22k faces, and a 64x64 software
-# render of them costs several times the physics of a step. At 300 faces the surface stays within
-# 2-5 mm of the original at the 99th percentile (7 mm at worst), under a depth pixel's 1.5 cm.
-VISUAL_FACES = 300
-
-TIMESTEP = 0.002
-TABLE_HALF = (0.6, 0.6, 0.025)
-TABLE_POS = (0.4, 0.0, -0.025)
-TABLE_FRICTION = (0.8, 0.005, 0.0001)
-CAMERA = {"name": "scene", "pos": (0.95, -0.5, 0.75),
-          "xyaxes": (0.7348, 0.6783, 0.0, -0.4933, 0.5344, 0.6863), "fovy": 48.0}
 # Collision bits: arm geoms contype=2/conaffinity=1 (no self-collision), table and task objects
 # contype=1/conaffinity=3 (collide with the arm and with each other).
 ARM_CONTYPE, ARM_CONAFFINITY = 2, 1
@@ -100,20 +60,6 @@ def _urdf_text() -> str:
     return re.sub(r"(<robot\b[^>]*>)", r"\1" + compiler, text, count=1)
 
 
-@functools.lru_cache(maxsize=None)
-def _decimated(path: str, faces: int) -> tuple[np.ndarray, np.ndarray]:
-    import open3d as o3d  # loaded only when a scene is built
-
-    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
-    mesh = o3d.io.read_triangle_mesh(path)
-    mesh = mesh.merge_close_vertices(1e-6)
-    mesh.remove_unreferenced_vertices()
-    if len(mesh.triangles) > faces:
-        mesh = mesh.simplify_quadric_decimation(faces)
-        mesh.remove_unreferenced_vertices()
-    return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.triangles, dtype=np.int32)
-
-
 def _configure_panda(spec: mujoco.MjSpec) -> None:
     desc = panda()
     for body in spec.bodies:
@@ -133,8 +79,8 @@ def _configure_panda(spec: mujoco.MjSpec) -> None:
         j.range = desc.limits([name])[0].tolist() + desc.limits([name])[1].tolist()
     for name in desc.finger_joints:
         j = spec.joint(name)
-        j.armature = 0.01
-        j.damping = [5.0, 0.0, 0.0]
+        j.armature = FINGER_ARMATURE
+        j.damping = [FINGER_DAMPING, 0.0, 0.0]
     visual_meshes = set()
     for geom in spec.geoms:
         if geom.contype == 0 and geom.conaffinity == 0:   # the URDF's <visual> elements
@@ -150,7 +96,7 @@ def _configure_panda(spec: mujoco.MjSpec) -> None:
                 geom.solref = [0.005, 1.0]
     for mesh in spec.meshes:
         if mesh.name in visual_meshes and "/visual/" in mesh.file:
-            vert, face = _decimated(mesh.file, VISUAL_FACES)
+            vert, face = decimated(mesh.file, VISUAL_FACES)
             mesh.file = ""
             mesh.uservert = vert.reshape(-1).tolist()
             mesh.userface = face.reshape(-1).tolist()
@@ -215,9 +161,10 @@ def _add_arena(spec: mujoco.MjSpec) -> None:
     world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_BOX, pos=list(TABLE_POS), size=list(TABLE_HALF),
                    material="table", contype=OBJECT_CONTYPE, conaffinity=OBJECT_CONAFFINITY,
                    friction=list(TABLE_FRICTION), group=GROUP_SCENE)
-    cam = world.add_camera(name=CAMERA["name"], pos=list(CAMERA["pos"]), fovy=CAMERA["fovy"])
-    cam.alt.type = mujoco.mjtOrientation.mjORIENTATION_XYAXES
-    cam.alt.xyaxes = list(CAMERA["xyaxes"])
+    for c in CAMERAS.values():
+        cam = world.add_camera(name=c.name, pos=list(c.pos), fovy=c.fovy)
+        cam.alt.type = mujoco.mjtOrientation.mjORIENTATION_XYAXES
+        cam.alt.xyaxes = list(c.xyaxes)
 
 
 _spec_lock = threading.Lock()
@@ -231,23 +178,75 @@ def _panda_spec() -> mujoco.MjSpec:
     return spec
 
 
-def scene_spec(build=None) -> mujoco.MjSpec:
-    """A fresh copy of the Panda-on-table spec, with ``build(spec)`` adding a task's objects."""
+_GEOM_TYPES = {"box": mujoco.mjtGeom.mjGEOM_BOX, "sphere": mujoco.mjtGeom.mjGEOM_SPHERE,
+               "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER}
+
+
+def _mj_size(size) -> list[float]:
+    return (list(size) + [0.0, 0.0])[:3]
+
+
+def add_body(spec: mujoco.MjSpec, b: Body) -> None:
+    """A task object: a free body (free joint, body and joint named ``b.name``, colliding with the
+    arm, the table and other objects) or a mocap marker nothing collides with."""
+    body = spec.worldbody.add_body(name=b.name, pos=list(b.pos), mocap=not b.free)
+    if b.free:
+        body.add_freejoint(name=b.name)
+    for k, sh in enumerate(b.shapes):
+        kw = dict(name=sh.name, type=_GEOM_TYPES[sh.kind], size=_mj_size(sh.size), pos=list(sh.offset),
+                  rgba=list(sh.rgba), group=GROUP_SCENE if sh.depth else GROUP_HIDDEN)
+        if b.free:
+            kw.update(contype=OBJECT_CONTYPE, conaffinity=OBJECT_CONAFFINITY, condim=4, friction=list(b.friction))
+            kw["mass"] = b.mass if k == 0 else 0.0
+        else:
+            kw.update(contype=0, conaffinity=0)
+        geom = body.add_geom(**kw)
+        if b.free and b.soft_contact is not None:
+            geom.solref = list(b.soft_contact)
+
+
+def scene_spec(bodies: tuple[Body, ...] = ()) -> mujoco.MjSpec:
+    """A fresh copy of the Panda-on-table spec with the task's ``bodies`` added."""
     with _spec_lock:
         spec = _panda_spec().copy()
-    if build is not None:
-        build(spec)
+    for b in bodies:
+        add_body(spec, b)
     return spec
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(key: str, build) -> mujoco.MjModel:
-    return scene_spec(build).compile()
-
-
-def scene_model(key: str, build=None) -> mujoco.MjModel:
-    """The compiled model of the scene ``key`` (a task name), built once per process.
+def scene_model(bodies: tuple[Body, ...] = ()) -> mujoco.MjModel:
+    """The compiled scene with ``bodies`` (a task's objects), built once per process.
 
     Callers that change per-world values (sizes, masses) take their own ``copy.copy`` of it.
     """
-    return _compiled(key, build)
+    return scene_spec(bodies).compile()
+
+
+def set_geom_size(model: mujoco.MjModel, geom: int, size, offset=None) -> None:
+    """Resize a primitive geom of a world's own model, keeping its collision bounds consistent."""
+    kind = model.geom_type[geom]
+    size = np.asarray(size, dtype=np.float64)
+    if kind == mujoco.mjtGeom.mjGEOM_BOX:
+        model.geom_size[geom] = size
+        model.geom_rbound[geom] = float(np.linalg.norm(size))
+        model.geom_aabb[geom, 3:] = size
+    elif kind == mujoco.mjtGeom.mjGEOM_SPHERE:
+        model.geom_size[geom, 0] = size[0]
+        model.geom_rbound[geom] = size[0]
+        model.geom_aabb[geom, 3:] = size[0]
+    elif kind == mujoco.mjtGeom.mjGEOM_CYLINDER:
+        model.geom_size[geom, :2] = size[:2]
+        model.geom_rbound[geom] = float(np.hypot(size[0], size[1]))
+        model.geom_aabb[geom, 3:] = [size[0], size[0], size[1]]
+    else:
+        raise ValueError(f"geom {geom}: only box, sphere and cylinder geoms are resized")
+    if offset is not None:
+        model.geom_pos[geom] = offset
+
+
+def set_body_mass(model: mujoco.MjModel, body: int, mass: float) -> None:
+    """Mass of a body whose first geom is a solid box (inertia from its current size)."""
+    geom = model.body_geomadr[body]
+    model.body_mass[body] = mass
+    model.body_inertia[body] = box_inertia(mass, model.geom_size[geom])

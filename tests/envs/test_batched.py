@@ -6,10 +6,11 @@ from robots_ts.config import DepthConfig, EnvConfig
 from robots_ts.envs.vec_env import BatchedEnv
 from robots_ts.evaluate import rollout_policy
 from robots_ts.policies.scripted import ScriptedTeacher
+from robots_ts.sim.backend import BACKENDS
 
 
-def scripted_success(task: str, episodes: int, seed: int = 0) -> float:
-    env = BatchedEnv(EnvConfig(task=task, num_envs=8), seed=seed)
+def scripted_success(task: str, episodes: int, seed: int = 0, backend: str = "mujoco") -> float:
+    env = BatchedEnv(EnvConfig(task=task, num_envs=8, backend=backend), seed=seed)
     obs = env.reset()
     teacher = ScriptedTeacher(env.world)
     results = []
@@ -21,9 +22,10 @@ def scripted_success(task: str, episodes: int, seed: int = 0) -> float:
     return float(np.mean(results[:episodes]))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("task,floor", [("Reach", 0.9), ("Push", 0.6), ("Lift", 0.6)])
-def test_scripted_controller_solves_task(task, floor):
-    assert scripted_success(task, 40) >= floor
+def test_scripted_controller_solves_task(task, floor, backend):
+    assert scripted_success(task, 40, backend=backend) >= floor
 
 
 def test_random_actions_rarely_succeed():

@@ -1,4 +1,4 @@
-"""The Gymnasium contract on every task and observation mode, and bad input."""
+"""The Gymnasium and SB3 contracts on every task, observation mode and backend, and bad input."""
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -7,18 +7,23 @@ from gymnasium.utils.env_checker import check_env
 from robots_ts.config import EnvConfig
 from robots_ts.envs import TASKS
 from robots_ts.envs.vec_env import BatchedEnv
+from robots_ts.sim.backend import BACKENDS
 
 MODES = {"state": ["proprio", "privileged"], "depth": ["proprio", "depth"], "points": ["proprio", "points"],
          "all": ["proprio", "privileged", "depth", "points"]}
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("task", sorted(TASKS))
 @pytest.mark.parametrize("mode", sorted(MODES))
-def test_check_env(task, mode):
-    env = gym.make(f"robots_ts/{task}-v0", obs_groups=MODES[mode],
+def test_check_env(task, mode, backend):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make(f"robots_ts/{task}-v0", obs_groups=MODES[mode], backend=backend,
                    depth={"width": 32, "height": 32}, points={"num_points": 128, "width": 48, "height": 48})
     try:
         check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped, warn=False)
         obs, _ = env.reset(seed=0)
         assert set(obs) == set(MODES[mode])
         assert env.observation_space.contains(obs)
@@ -66,14 +71,32 @@ def test_invalid_parameter_bounds(bounds, match):
         BatchedEnv(EnvConfig(task="Push", num_envs=1, params=bounds))
 
 
-def test_parameters_stay_in_bounds_and_reach_the_model():
-    env = BatchedEnv(EnvConfig(task="Lift", num_envs=4, params={"mass": [0.3, 0.31]}), seed=1)
+def _box_size_and_mass(backend, i: int) -> tuple[np.ndarray, float]:
+    """The Lift box's half-extents and mass as the simulator holds them for world ``i``."""
+    if backend.name == "mujoco":
+        m = backend.models[i]
+        geom = m.geom("box").id
+        return m.geom_size[geom].copy(), float(m.body_mass[m.geom_bodyid[geom]])
+    worlds = backend._local   # one worker: the worlds live in this process
+    p, c, uid = worlds.p, worlds.clients[i], worlds.objects[i]["box"]
+    return np.asarray(p.getCollisionShapeData(uid, -1, physicsClientId=c)[0][3]) / 2, \
+        float(p.getDynamicsInfo(uid, -1, physicsClientId=c)[0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parameters_stay_in_bounds_and_reach_the_simulator(backend):
+    env = BatchedEnv(EnvConfig(task="Lift", backend=backend, num_envs=4, num_threads=1,
+                               params={"mass": [0.3, 0.31]}), seed=1)
     env.reset()
     w = env.world
     p = w.state.params
     assert np.all(p >= w.param_space.low) and np.all(p <= w.param_space.high)
-    geom = w.task.geom
     for i in range(4):
-        np.testing.assert_allclose(w.models[i].geom_size[geom], p[i, :3])
-        assert w.models[i].body_mass[w.models[i].geom_bodyid[geom]] == pytest.approx(p[i, 3])
+        half, mass = _box_size_and_mass(w.backend, i)
+        np.testing.assert_allclose(half, p[i, :3], rtol=1e-6)
+        assert mass == pytest.approx(p[i, 3])
+    # The box rests on the table: its centre at its half-height.
+    for _ in range(10):
+        env.step(np.zeros((4, 4)))
+    np.testing.assert_allclose(w.task.box_pos(w.state)[:, 2], p[:, 2], atol=2e-3)
     env.close()

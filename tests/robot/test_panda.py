@@ -10,7 +10,10 @@ import mujoco
 from robots_ts.envs.tasks import TASKS
 from robots_ts.robot import mujoco_scene
 from robots_ts.robot.arm import action_layout, proprio_layout
-from robots_ts.robot.description import READY_POSE, panda, rpy_matrix, urdf_path
+from robots_ts.robot.description import READY_POSE, panda, rpy_matrix, urdf_dir, urdf_path
+from robots_ts.robot.dynamics import LINK_INERTIALS
+from robots_ts.robot.meshes import VISUAL_FACES, decimated
+from robots_ts.sim.mujoco_backend import task_model
 
 # The Panda's datasheet limits (Franka Control Interface documentation): the soft limits the
 # URDF's safety controllers carry.
@@ -32,7 +35,7 @@ def test_names_and_limits_come_from_the_urdf():
 
 
 def test_model_carries_the_description():
-    m = TASKS["Push"].model()
+    m = task_model(TASKS["Push"])
     d = panda()
     for name, lo, hi in zip(d.arm_joints, d.arm_lower, d.arm_upper):
         np.testing.assert_allclose(m.jnt_range[m.joint(name).id], [lo, hi])
@@ -40,7 +43,7 @@ def test_model_carries_the_description():
         np.testing.assert_allclose(act.ctrlrange, [lo, hi])
         effort = d.joint(name).effort
         np.testing.assert_allclose(act.forcerange, [-effort, effort])
-    for body, (mass, com, _) in mujoco_scene.LINK_INERTIALS.items():
+    for body, (mass, com, _) in LINK_INERTIALS.items():
         assert m.body(body).mass[0] == pytest.approx(mass)
         np.testing.assert_allclose(m.body(body).ipos, com, atol=1e-9)
     moving = [m.body(i).name for i in range(m.nbody) if m.body(i).name.startswith("panda_")
@@ -53,7 +56,7 @@ def test_model_carries_the_description():
                 assert m.geom_group[g] == mujoco_scene.GROUP_HIDDEN
             else:
                 assert m.geom_group[g] == mujoco_scene.GROUP_ARM_VISUAL
-                assert m.mesh_facenum[m.geom_dataid[g]] <= mujoco_scene.VISUAL_FACES
+                assert m.mesh_facenum[m.geom_dataid[g]] <= VISUAL_FACES
 
 
 def _quat_angle_deg(r1: np.ndarray, r2: np.ndarray) -> float:
@@ -66,7 +69,7 @@ def test_kinematic_parity_with_pybullet_over_1000_configurations():
     import pybullet as pb
 
     desc = panda()
-    m = TASKS["Reach"].model()
+    m = task_model(TASKS["Reach"])
     data = mujoco.MjData(m)
     qadr = [m.joint(n).qposadr[0] for n in desc.arm_joints]
     client = pb.connect(pb.DIRECT)
@@ -130,7 +133,7 @@ def test_layouts_name_every_element_from_the_description():
 
 
 def test_gravity_compensated_arm_holds_the_ready_pose():
-    m = TASKS["Reach"].model()
+    m = task_model(TASKS["Reach"])
     d = mujoco.MjData(m)
     desc = panda()
     qadr = [m.joint(n).qposadr[0] for n in desc.arm_joints]
@@ -140,15 +143,40 @@ def test_gravity_compensated_arm_holds_the_ready_pose():
     assert np.abs(d.qpos[qadr] - READY_POSE).max() < 1e-3
 
 
+def test_pybullet_panda_carries_the_description_and_holds_the_ready_pose():
+    """The PyBullet backend's Panda: identified masses and centres of mass, the URDF's joint order,
+    and position motors that hold the ready pose against gravity."""
+    from robots_ts.sim.pybullet_backend import _Worlds
+
+    w = _Worlds("Reach", [0], 25.0, {})
+    try:
+        p, c, robot = w.p, w.clients[0], w.robot[0]
+        desc = panda()
+        names = [p.getJointInfo(robot, j, physicsClientId=c)[1].decode() for j in w.joints]
+        assert names == list(desc.arm_joints + desc.finger_joints)
+        links = {p.getJointInfo(robot, j, physicsClientId=c)[12].decode(): j
+                 for j in range(p.getNumJoints(robot, physicsClientId=c))}
+        for body, (mass, com, _) in LINK_INERTIALS.items():
+            info = p.getDynamicsInfo(robot, links[body], physicsClientId=c)
+            assert info[0] == pytest.approx(mass)
+            np.testing.assert_allclose(info[3], com, atol=1e-6)
+        w.reset([(0, READY_POSE.tolist(), 0.04, [])])
+        for _ in range(50):   # 2 s
+            out = w.step(READY_POSE[None], np.array([0.04]))
+        assert np.abs(out["qpos"][0, :7] - READY_POSE).max() < 2e-3
+    finally:
+        w.close()
+
+
 @pytest.mark.parametrize("link", ["link6", "hand"])
 def test_decimated_visual_mesh_stays_within_millimetres_of_the_original(link):
     """What the depth camera sees: the decimated mesh deviates from the original surface by < 6 mm
     at the 99th percentile (a 64x64 pixel spans about 1.5 cm at the table)."""
     import open3d as o3d
 
-    path = str(mujoco_scene.urdf_dir() / "meshes" / "visual" / f"{link}.obj")
-    vert, face = mujoco_scene._decimated(path, mujoco_scene.VISUAL_FACES)
-    assert len(face) <= mujoco_scene.VISUAL_FACES
+    path = str(urdf_dir() / "meshes" / "visual" / f"{link}.obj")
+    vert, face = decimated(path, VISUAL_FACES)
+    assert len(face) <= VISUAL_FACES
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(vert.astype(np.float32)), o3d.core.Tensor(face.astype(np.uint32)))
     original = o3d.io.read_triangle_mesh(path)

@@ -4,11 +4,10 @@ Parameters: the box's half-extents and mass. Object pose, size and mass are priv
 """
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 
 from robots_ts.envs.params import ParamSpace
-from robots_ts.envs.tasks.base import StateBatch, Task, add_free_box, free_joint_slices, set_box, toward
+from robots_ts.envs.tasks.base import Body, StateBatch, Task, box, toward
 
 LIFT_HEIGHT = 0.08
 BOX_X = (0.42, 0.6)
@@ -20,22 +19,21 @@ class Lift(Task):
     params = ParamSpace(("half_x", "half_y", "half_z", "mass"),
                         np.array([0.018, 0.018, 0.02, 0.05]), np.array([0.03, 0.03, 0.035, 0.4]))
     episode_steps = 100
-    changes_inertia = True
     privileged_dim = 3 + 4 + 3 + 3 + 3 + 4
     reward_scales = {"reach": -1.0, "grasp": 0.5, "lift": -1.0, "success": 10.0, "action_rate": -0.005}
 
-    @classmethod
-    def build(cls, spec):
-        add_free_box(spec, "box", [0.025] * 3, 0.2, [1.0, 0.01, 0.0002], [0.9, 0.6, 0.2, 1], solref=[0.005, 1])
+    bodies = (Body("box", (box("box", [0.025] * 3, (0.9, 0.6, 0.2, 1)),), free=True, mass=0.2,
+                   friction=(1.0, 0.01, 0.0002), pos=(0.5, 0.0, 0.025), soft_contact=(0.005, 1.0)),)
 
-    def setup(self, model: mujoco.MjModel) -> None:
-        self.qpos_sl, self.qvel_sl = free_joint_slices(model, "box")
-        self.geom = model.geom("box").id
+    def __init__(self):
+        super().__init__()
+        self.qpos_sl, self.qvel_sl = self.body_slices("box")
 
-    def reset_world(self, model, data, params, rng):
+    def reset_world(self, world, params, rng):
         hx, hy, hz, mass = params
-        set_box(model, self.geom, np.array([hx, hy, hz]), mass)
-        data.qpos[self.qpos_sl] = [rng.uniform(*BOX_X), rng.uniform(*BOX_Y), hz, 1, 0, 0, 0]
+        world.set_size("box", (hx, hy, hz))
+        world.set_mass("box", mass)
+        world.set_pose("box", [rng.uniform(*BOX_X), rng.uniform(*BOX_Y), hz])
         return np.zeros(0)
 
     def box_pos(self, s: StateBatch) -> np.ndarray:

@@ -6,15 +6,15 @@ teacher and student both receive.
 """
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 
 from robots_ts.envs.params import ParamSpace
-from robots_ts.envs.tasks.base import StateBatch, Task, add_free_box, add_marker, free_joint_slices, set_box, toward
+from robots_ts.envs.tasks.base import Body, Shape, StateBatch, Task, box, toward
 
 GOAL_RADIUS = 0.05
 CUBE_X = (0.42, 0.58)
 CUBE_Y = (-0.15, 0.15)
+PUSH_HOVER = 0.08  # m above the spot behind the cube, while the hand is not yet lined up
 
 
 class Push(Task):
@@ -22,28 +22,25 @@ class Push(Task):
     params = ParamSpace(("half_size", "friction", "mass", "goal_distance"),
                         np.array([0.02, 0.3, 0.05, 0.08]), np.array([0.03, 1.0, 0.5, 0.2]))
     episode_steps = 120
-    changes_inertia = True
     command_names = ("goal_x", "goal_y", "goal_z")
     privileged_dim = 3 + 4 + 3 + 3 + 3 + 3 + 3
-    reward_scales = {"reach": -1.0, "push": -2.0, "success": 10.0, "action_rate": -0.005}
+    reward_scales = {"reach": -1.0, "push": -2.0, "progress": 4.0, "success": 10.0, "action_rate": -0.005}
 
-    @classmethod
-    def build(cls, spec):
-        add_free_box(spec, "cube", [0.025] * 3, 0.2, [0.6, 0.005, 0.0001], [0.2, 0.6, 0.9, 1])
-        # The goal disc is a command, not an object: hidden from the depth camera, never collides.
-        goal = spec.worldbody.add_body(name="goal", mocap=True, pos=[0.6, 0.0, 0.001])
-        add_marker(goal, "goal", mujoco.mjtGeom.mjGEOM_CYLINDER, [GOAL_RADIUS, 0.001, 0], [0.2, 0.9, 0.3, 0.5],
-                   visible_in_depth=False)
+    bodies = (Body("cube", (box("cube", [0.025] * 3, (0.2, 0.6, 0.9, 1)),), free=True, mass=0.2,
+                   friction=(0.6, 0.005, 0.0001), pos=(0.5, 0.0, 0.025)),
+              # The goal disc is a command, not an object: hidden from the depth camera.
+              Body("goal", (Shape("goal", "cylinder", (GOAL_RADIUS, 0.001), (0.2, 0.9, 0.3, 0.5), depth=False),),
+                   pos=(0.6, 0.0, 0.001)))
 
-    def setup(self, model: mujoco.MjModel) -> None:
-        self.qpos_sl, self.qvel_sl = free_joint_slices(model, "cube")
-        self.geom = model.geom("cube").id
-        self.goal_mocap = model.body("goal").mocapid[0]
+    def __init__(self):
+        super().__init__()
+        self.qpos_sl, self.qvel_sl = self.body_slices("cube")
 
-    def reset_world(self, model, data, params, rng):
+    def reset_world(self, world, params, rng):
         half, friction, mass, goal_dist = params
-        set_box(model, self.geom, np.full(3, half), mass)
-        model.geom_friction[self.geom, 0] = friction
+        world.set_size("cube", np.full(3, half))
+        world.set_mass("cube", mass)
+        world.set_friction("cube", friction)
         cube = np.array([rng.uniform(*CUBE_X), rng.uniform(*CUBE_Y)])
         # Goal in a direction the arm can push toward: away from the base or sideways.
         for _ in range(100):
@@ -51,8 +48,8 @@ class Push(Task):
             goal = cube + goal_dist * np.array([np.cos(ang), np.sin(ang)])
             if 0.35 <= goal[0] <= 0.72 and abs(goal[1]) <= 0.3:
                 break
-        data.qpos[self.qpos_sl] = [cube[0], cube[1], half, 1, 0, 0, 0]
-        data.mocap_pos[self.goal_mocap] = [goal[0], goal[1], 0.001]
+        world.set_pose("cube", [cube[0], cube[1], half])
+        world.set_pose("goal", [goal[0], goal[1], 0.001])
         return np.array([goal[0], goal[1], 0.0])
 
     def cube_pos(self, s: StateBatch) -> np.ndarray:
@@ -67,13 +64,21 @@ class Push(Task):
 
     def reward_terms(self, s):
         cube = self.cube_pos(s)
-        goal_d = np.linalg.norm((s.command - cube)[:, :2], axis=1)
-        # The hand should sit behind the cube, on the side away from the goal.
-        away = (cube - s.command)[:, :2] / np.maximum(goal_d, 1e-6)[:, None]
+        to_goal = (s.command - cube)[:, :2]
+        goal_d = np.linalg.norm(to_goal, axis=1)
+        u = to_goal / np.maximum(goal_d, 1e-6)[:, None]
+        # The hand should sit behind the cube, on the side away from the goal. Far from that spot
+        # (in the plane) the target hovers above it, and it descends as the hand lines up, so the
+        # shortest way to the target goes around the cube rather than through it.
         behind = cube.copy()
-        behind[:, :2] += away * (s.params[:, :1] + 0.02)
+        behind[:, :2] -= u * (s.params[:, :1] + 0.02)
+        xy_err = np.linalg.norm(behind[:, :2] - s.ee_pos[:, :2], axis=1)
+        behind[:, 2] += PUSH_HOVER * np.clip(xy_err / 0.05, 0.0, 1.0)
         reach_d = np.linalg.norm(behind - s.ee_pos, axis=1)
+        # Progress: the cube's speed toward the goal (m/s), capped so flinging it does not pay.
+        speed = np.einsum("ij,ij->i", s.qvel[:, self.qvel_sl][:, :2], u)
         return {"reach": np.tanh(reach_d / 0.2), "push": np.tanh(goal_d / 0.1),
+                "progress": np.clip(speed, -0.25, 0.25),
                 "success": (goal_d < GOAL_RADIUS).astype(np.float64)}
 
     def success(self, s):

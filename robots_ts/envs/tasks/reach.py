@@ -5,11 +5,10 @@ The ball's position is privileged: a student has to find it in depth.
 """
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 
 from robots_ts.envs.params import ParamSpace
-from robots_ts.envs.tasks.base import StateBatch, Task, add_marker, toward
+from robots_ts.envs.tasks.base import Body, Shape, StateBatch, Task, toward
 
 SUCCESS_RADIUS = 0.03
 
@@ -22,27 +21,16 @@ class Reach(Task):
     privileged_dim = 6
     reward_scales = {"distance": -1.0, "near": -1.0, "success": 5.0, "action_rate": -0.01}
 
-    @classmethod
-    def build(cls, spec):
-        # A ball on a post, both visual only: they render in depth, nothing collides with them.
-        body = spec.worldbody.add_body(name="target", mocap=True, pos=[0.5, 0.0, 0.1])
-        add_marker(body, "target_ball", mujoco.mjtGeom.mjGEOM_SPHERE, [0.035, 0, 0], [0.9, 0.2, 0.2, 1])
-        add_marker(body, "target_post", mujoco.mjtGeom.mjGEOM_CYLINDER, [0.008, 0.05, 0], [0.3, 0.3, 0.8, 1],
-                   pos=[0, 0, -0.05])
+    # A ball on a post, both markers: they render in depth, nothing collides with them.
+    bodies = (Body("target", (Shape("target_ball", "sphere", (0.035,), (0.9, 0.2, 0.2, 1)),
+                              Shape("target_post", "cylinder", (0.008, 0.05), (0.3, 0.3, 0.8, 1),
+                                    offset=(0.0, 0.0, -0.05)))),)
 
-    def setup(self, model: mujoco.MjModel) -> None:
-        self.mocap = model.body("target").mocapid[0]
-        self.post = model.geom("target_post").id
-
-    def reset_world(self, model, data, params, rng):
+    def reset_world(self, world, params, rng):
         dist, bearing, height = params
-        pos = np.array([dist * np.cos(bearing), dist * np.sin(bearing), height])
-        data.mocap_pos[self.mocap] = pos
+        world.set_pose("target", [dist * np.cos(bearing), dist * np.sin(bearing), height])
         # The post reaches from the table to the ball.
-        model.geom_size[self.post, 1] = height / 2
-        model.geom_pos[self.post, 2] = -height / 2
-        model.geom_rbound[self.post] = float(np.hypot(model.geom_size[self.post, 0], height / 2))
-        model.geom_aabb[self.post, 5] = height / 2
+        world.set_size("target_post", (0.008, height / 2), offset=(0.0, 0.0, -height / 2))
         return np.zeros(0)
 
     def target(self, s: StateBatch) -> np.ndarray:

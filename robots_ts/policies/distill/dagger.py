@@ -211,7 +211,7 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
         # Nothing checkpointed yet (or a fresh run): whatever a killed first iteration left is dropped.
         dataset.truncate_after(-1)
         metrics.truncate_after("iteration", -1)
-        write_run_meta(run_dir, "student", teacher=cfg.teacher, task=cfg.env.task, encoder=cfg.student.encoder,
+        write_run_meta(run_dir, "student", teacher=cfg.teacher, task=cfg.env.task, backend=cfg.env.backend, encoder=cfg.student.encoder,
                        algorithm=cfg.dagger.algorithm, obs_groups=list(student.obs_groups))
     save_config(cfg, run_dir / "config.yaml")
     history = metrics.read()

@@ -388,7 +388,7 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
         else:
             ck_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / "config.yaml")
-            write_run_meta(run_dir, "teacher", task=cfg.env.task)
+            write_run_meta(run_dir, "teacher", task=cfg.env.task, backend=cfg.env.backend)
         cb = TeacherCallback(cfg, run_dir, env, venv, cb_state)
         remaining = cfg.total_steps - model.num_timesteps
         if remaining > 0:
