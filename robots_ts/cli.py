@@ -155,8 +155,14 @@ def cmd_demo(argv: list[str]) -> int:
     return int(main(argv) or 0)
 
 
+def cmd_randomization(argv: list[str]) -> int:
+    from robots_ts.sim2real.randomization.show import main
+
+    return int(main(argv) or 0)
+
+
 COMMANDS = {"train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "distill": cmd_distill,
-            "demo": cmd_demo, "bench": cmd_bench}
+            "demo": cmd_demo, "bench": cmd_bench, "randomization": cmd_randomization}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
               "  distill        DAgger-distill a depth / point-cloud student from a teacher\n"
               "  evaluate       success rate (95% CI), returns, videos, parameter grids of any run\n"
               "  demo           teacher -> depth and point-cloud students on Reach, with a report\n"
-              "  bench          measurements that print JSON\n\n"
+              "  bench          measurements that print JSON\n"
+              "  randomization  show what a domain randomization config does to depth and points\n\n"
               "Bad input exits with code 2 and a one-line message; --debug (or ROBOTS_TS_DEBUG=1) adds the traceback.")
         return 0 if argv else 2
     cmd = COMMANDS.get(argv[0])

@@ -41,6 +41,58 @@ class PointsConfig:
 
 
 @dataclass
+class DepthNoiseConfig:
+    """A structured-light / stereo depth sensor on top of the rendered depth (all off by default).
+
+    The order is the sensor's: per-pixel sub-pixel shift, axial noise growing with distance,
+    disparity quantisation at the sensor's own focal length, then invalid pixels (dropout, edges,
+    blobs), which read 0 as in a 16UC1 driver image. Sources of the defaults in the presets
+    (``configs/randomization/*.yaml``).
+    """
+
+    pixel_shift: float = 0.0        # px, sigma of a per-pixel Gaussian shift (DextrAH-G: 0.5)
+    axial_noise: float = 0.0        # x the Kinect model sigma(z) = 0.0012 + 0.0019 (z - 0.4)^2 m
+    disparity_step: float = 0.0     # px of disparity, quantisation at native_focal (simkinect: 1/8)
+    native_focal: float = 580.0     # px, the sensor's own focal length (Kinect v1, RealSense D4xx class)
+    baseline: float = 0.075         # m, projector-camera or stereo baseline
+    dropout: float = 0.0            # fraction of pixels lost at random
+    edge_dropout: float = 0.0       # chance a pixel on a depth edge is lost
+    edge_threshold: float = 0.03    # 1/m: inverse depth (linear across any plane) bending this much is an edge
+    blobs: int = 0                  # at most this many lost blobs per image
+    blob_radius: list[float] = field(default_factory=lambda: [1.0, 4.0])   # px
+
+
+@dataclass
+class PointNoiseConfig:
+    jitter: float = 0.0             # m, Gaussian sigma per point per axis
+    dropout: float = 0.0            # fraction of points replaced by copies of kept ones
+    outliers: float = 0.0           # fraction of points replaced by uniform points in the crop box
+
+
+@dataclass
+class RandomizationConfig:
+    """Domain randomization of an env; everything off by default (the nominal env).
+
+    Per episode (at reset, from each world's own generator): task objects' mass and friction
+    scales, a joint position bias, action and observation delays. Per step: joint position and
+    velocity noise, action noise, the depth sensor model, point noise. Draws always start from the
+    nominal values, so they never accumulate. Presets: ``configs/randomization/*.yaml``, used as
+    ``env.randomization=@configs/randomization/default.yaml``.
+    """
+
+    object_mass_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])       # x U(lo, hi)
+    object_friction_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])   # x U(lo, hi)
+    joint_pos_noise: float = 0.0    # rad, Gaussian per step
+    joint_pos_bias: float = 0.0     # rad, Gaussian per episode (a calibration offset)
+    joint_vel_noise: float = 0.0    # rad/s, Gaussian per step
+    action_noise: float = 0.0       # action units, Gaussian per step, before clipping
+    action_delay: list[int] = field(default_factory=lambda: [0, 0])   # control steps, uniform per episode
+    obs_delay: list[int] = field(default_factory=lambda: [0, 0])      # control steps, uniform per episode
+    depth: DepthNoiseConfig = field(default_factory=DepthNoiseConfig)
+    points: PointNoiseConfig = field(default_factory=PointNoiseConfig)
+
+
+@dataclass
 class CurriculumConfig:
     name: str = "none"        # none (uniform over the task's bounds) | random | alp_gmm | covar_gmm | ...
     reward: str = "success"   # what each episode reports back: success | return
@@ -64,6 +116,7 @@ class EnvConfig:
     params: dict[str, list[float]] = field(default_factory=dict)       # bounds overrides by name
     reward_scales: dict[str, float] = field(default_factory=dict)      # term scale overrides
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
 
 
 def _type_name(cls: Type, key: str) -> str:
@@ -89,11 +142,15 @@ def load_config(cls: Type[T], path: str | Path | None = None, overrides: Sequenc
     layers = []
     if path is not None:
         path = Path(path)
-        layers.append(("file " + str(path), _load_yaml(path)))
+        layers.append(("file " + str(path), _includes(_load_yaml(path))))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        layers.append((f"override {item!r}", OmegaConf.from_dotlist([item])))
+        key, _, value = item.partition("=")
+        if value.startswith(INCLUDE):
+            layers.append((f"override {item!r}", _nested(key, _include(value))))
+        else:
+            layers.append((f"override {item!r}", OmegaConf.from_dotlist([item])))
     cfg = base
     for where, layer in layers:
         try:
@@ -107,6 +164,36 @@ def load_config(cls: Type[T], path: str | Path | None = None, overrides: Sequenc
         except OmegaConfBaseException as exc:
             raise ConfigError(f"{where}: {exc}") from None
     return OmegaConf.to_object(cfg)
+
+
+INCLUDE = "@"   # a value "@path.yaml" stands for that file's contents (a sub-config)
+
+
+def _include(value: str):
+    """The YAML file a ``@path`` value names: relative to the working directory, else to the
+    installed package (``@configs/randomization/default.yaml`` works from anywhere)."""
+    rel = Path(value[len(INCLUDE):])
+    for candidate in (rel, Path(__file__).parent / rel):
+        if candidate.is_file():
+            return _includes(_load_yaml(candidate))
+    raise ConfigError(f"included config {value!r}: no file {rel} here or in the robots_ts package")
+
+
+def _includes(node):
+    """Replace every ``@path.yaml`` string value in a loaded config by that file's contents."""
+    for key in list(node.keys()):
+        value = node[key]
+        if isinstance(value, str) and value.startswith(INCLUDE) and value.endswith((".yaml", ".yml")):
+            node[key] = _include(value)
+        elif OmegaConf.is_dict(value):
+            _includes(value)
+    return node
+
+
+def _nested(key: str, node):
+    for part in reversed(key.split(".")):
+        node = OmegaConf.create({part: node})
+    return node
 
 
 def _load_yaml(path: Path):

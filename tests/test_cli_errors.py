@@ -181,9 +181,9 @@ def test_student_checkpoint_from_another_version_is_named(tmp_path, capsys):
     model = Student(StudentNetConfig(encoder="depth"), {"proprio": [23], "depth": [1, 16, 16]}, 4)
     meta_path = save_student(model, run / "checkpoints" / "iter_0000", EnvConfig())
     meta = json.loads(Path(meta_path).read_text())
-    meta["env"]["randomization"] = {}
+    meta["env"]["lighting"] = {}
     Path(meta_path).write_text(json.dumps(meta))
     atomic_write_json(run / "checkpoints" / "latest.json", {"name": "iter_0000", "iteration": 0})
     assert cli(["evaluate", str(run), "--episodes", "2"]) == 2
     line = one_line_error(capsys, "evaluate")
-    assert "iter_0000.json" in line and "randomization" in line
+    assert "iter_0000.json" in line and "lighting" in line

@@ -16,6 +16,7 @@ import json
 import itertools
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -36,11 +37,18 @@ def _env_rate(env: BatchedEnv, seconds: float, rng: np.random.Generator) -> floa
 
 
 def bench_envs(tasks=("Reach", "Push", "Lift"), modes=("state", "depth", "points"), num_envs=(16, 64),
-               seconds: float = 2.0, repeats: int = 3, seed: int = 0, backends=("mujoco",)) -> list[dict]:
+               seconds: float = 2.0, repeats: int = 3, seed: int = 0, backends=("mujoco",),
+               randomizations=(None,)) -> list[dict]:
+    """``randomizations``: None (nominal) and/or randomization YAML paths, each measured as its own row."""
+    from robots_ts.config import load_config
+
     records = []
     rng = np.random.default_rng(seed)
-    for task, backend, mode, n in itertools.product(tasks, backends, modes, num_envs):
-        env = BatchedEnv(EnvConfig(task=task, backend=backend, num_envs=n, obs_groups=MODES[mode]), seed=seed)
+    for task, backend, mode, n, rand in itertools.product(tasks, backends, modes, num_envs, randomizations):
+        overrides = [f"task={task}", f"backend={backend}", f"num_envs={n}", f"obs_groups=[{','.join(MODES[mode])}]"]
+        if rand is not None:
+            overrides.append(f"randomization=@{rand}")
+        env = BatchedEnv(load_config(EnvConfig, None, overrides), seed=seed)
         env.reset()
         _env_rate(env, 0.3, rng)  # warm up: contexts, caches
         env_rates, phys_rates, render_rates = [], [], []
@@ -54,7 +62,7 @@ def bench_envs(tasks=("Reach", "Push", "Lift"), modes=("state", "depth", "points
                 render_rates.append(sim.render_rate(image, seconds / 2))
         env.close()
         e, p = statistics.median(env_rates), statistics.median(phys_rates)
-        rec = {"task": task, "backend": backend, "obs_mode": mode, "num_envs": n,
+        rec = {"task": task, "backend": backend, "obs_mode": mode, "num_envs": n, "randomization": rand,
                "env_steps_per_s": round(e, 1), "physics_limit_steps_per_s": round(p, 1),
                "ratio": round(e / p, 3), "workers": sim.num_workers, "renderer": renderer,
                "substeps": env.world.substeps, "env_repeats": [round(x, 1) for x in env_rates]}
@@ -72,15 +80,20 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", nargs="+", default=["state", "depth", "points"], choices=list(MODES))
     ap.add_argument("--num-envs", nargs="+", type=int, default=[16, 64])
     ap.add_argument("--backends", nargs="+", default=["mujoco"], choices=["mujoco", "pybullet"])
+    ap.add_argument("--randomization", nargs="+", default=None, metavar="YAML",
+                    help="also measure with these randomization configs (e.g. configs/randomization/default.yaml); "
+                         "'none' is the nominal env")
     ap.add_argument("--seconds", type=float, default=1.5, help="length of one measurement")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
-    recs = bench_envs(args.tasks, args.modes, args.num_envs, args.seconds, args.repeats, backends=args.backends)
+    rands = [None] if args.randomization is None else [None if r == "none" else r for r in args.randomization]
+    recs = bench_envs(args.tasks, args.modes, args.num_envs, args.seconds, args.repeats, backends=args.backends,
+                      randomizations=rands)
     if args.json:
         print(json.dumps(recs, indent=1))
     else:
         for r in recs:
-            line = (f"{r['task']:6s} {r['backend']:8s} {r['obs_mode']:7s} n={r['num_envs']:4d}  {r['env_steps_per_s']:9.0f} steps/s  "
+            line = (f"{r['task']:6s} {r['backend']:8s} {r['obs_mode']:7s} {Path(r['randomization'] or 'nominal').stem:8s} n={r['num_envs']:4d}  {r['env_steps_per_s']:9.0f} steps/s  "
                     f"physics limit {r['physics_limit_steps_per_s']:9.0f}  ratio {r['ratio']:.2f}")
             if "render_limit_steps_per_s" in r:
                 line += f"  render limit {r['render_limit_steps_per_s']:7.0f}  ratio {r['render_ratio']:.2f}"

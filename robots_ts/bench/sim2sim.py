@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from robots_ts.sim.backend import BACKENDS
+from robots_ts.envs.backends.backend import BACKENDS
 
 
 def evaluate_both(run_dir: str | Path, episodes: int, seed: int, num_envs: int, backends=BACKENDS) -> list[dict]:

@@ -37,7 +37,7 @@ def check_env_config(cfg: EnvConfig, prefix: str = "env.") -> None:
     k = prefix
     if cfg.task not in TASKS:
         raise ConfigError(f"{k}task: unknown task {cfg.task!r}; available tasks: {sorted(TASKS)}")
-    from robots_ts.sim.backend import BACKENDS
+    from robots_ts.envs.backends.backend import BACKENDS
 
     if cfg.backend not in BACKENDS:
         raise ConfigError(f"{k}backend: unknown simulator {cfg.backend!r}; expected one of {list(BACKENDS)}")
@@ -89,6 +89,7 @@ def check_env_config(cfg: EnvConfig, prefix: str = "env.") -> None:
         if len(p.crop_low) != 3 or len(p.crop_high) != 3 or not all(lo < hi for lo, hi in zip(p.crop_low, p.crop_high)):
             raise ConfigError(f"{k}points.crop_low/crop_high: expected two [x, y, z] corners with low < high, "
                               f"got {list(p.crop_low)}, {list(p.crop_high)}")
+    check_randomization(cfg.randomization, f"{k}randomization.")
     c = cfg.curriculum
     if c.reward not in CURRICULUM_REWARDS:
         raise ConfigError(f"{k}curriculum.reward: expected one of {list(CURRICULUM_REWARDS)}, got {c.reward!r}")
@@ -98,3 +99,39 @@ def check_env_config(cfg: EnvConfig, prefix: str = "env.") -> None:
         if c.name not in TEACHERS:
             raise ConfigError(f"{k}curriculum.name: unknown curriculum teacher {c.name!r}; expected 'none' or "
                               f"one of {sorted(TEACHERS)}")
+
+
+def _range(key: str, value, integer: bool = False, positive: bool = False) -> None:
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) for v in value)
+    ok = ok and value[0] <= value[1] and (value[0] > 0 if positive else value[0] >= 0)
+    if integer:
+        ok = ok and all(float(v) == int(v) for v in value)
+    if not ok:
+        what = "integers" if integer else ("positive numbers" if positive else "non-negative numbers")
+        raise ConfigError(f"{key}: expected [low, high] {what} with low <= high, got {value!r}")
+
+
+def _fraction(key: str, value) -> None:
+    if not (_number(value) and 0.0 <= float(value) <= 1.0):
+        raise ConfigError(f"{key}: expected a fraction in [0, 1], got {value!r}")
+
+
+def check_randomization(r, k: str = "env.randomization.") -> None:
+    _range(f"{k}object_mass_scale", r.object_mass_scale, positive=True)
+    _range(f"{k}object_friction_scale", r.object_friction_scale, positive=True)
+    _range(f"{k}action_delay", r.action_delay, integer=True)
+    _range(f"{k}obs_delay", r.obs_delay, integer=True)
+    for name in ("joint_pos_noise", "joint_pos_bias", "joint_vel_noise", "action_noise"):
+        _positive(f"{k}{name}", getattr(r, name), allow_zero=True)
+    d = r.depth
+    for name in ("pixel_shift", "axial_noise", "disparity_step", "edge_threshold"):
+        _positive(f"{k}depth.{name}", getattr(d, name), allow_zero=True)
+    _positive(f"{k}depth.native_focal", d.native_focal)
+    _positive(f"{k}depth.baseline", d.baseline)
+    _positive(f"{k}depth.blobs", d.blobs, integer=True, allow_zero=True)
+    _range(f"{k}depth.blob_radius", d.blob_radius)
+    for name in ("dropout", "edge_dropout"):
+        _fraction(f"{k}depth.{name}", getattr(d, name))
+    _positive(f"{k}points.jitter", r.points.jitter, allow_zero=True)
+    for name in ("dropout", "outliers"):
+        _fraction(f"{k}points.{name}", getattr(r.points, name))

@@ -4,7 +4,7 @@ This is the one implementation of the env: :class:`robots_ts.envs.vec_env.Batche
 ``VecEnv``, auto-reset) and :class:`robots_ts.envs.gym_env.RobotsTsEnv` (one Gymnasium env) are thin
 front ends over it. It holds everything above the simulator seam (parameter sampling, the task's
 reset, the action mapping, observations, rewards, success) and asks a backend
-(:mod:`robots_ts.sim.backend`, chosen by ``env.backend``) to simulate and render.
+(:mod:`robots_ts.envs.backends.backend`, chosen by ``env.backend``) to simulate and render.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from robots_ts.envs.params import ParamSpace
 from robots_ts.envs.sensors import PointCloudMaker
 from robots_ts.envs.tasks import TASKS
 from robots_ts.robot.arm import Arm, proprio_layout
-from robots_ts.sim.backend import ImageRequest, StateBatch, make_backend
-from robots_ts.sim.scene import WorldEdit, camera
+from robots_ts.envs.backends.backend import ImageRequest, StateBatch, make_backend
+from robots_ts.envs.backends.scene import WorldEdit, camera
 
 OBS_GROUPS = ("proprio", "privileged", "depth", "points")
 
@@ -63,6 +63,7 @@ class WorldBatch:
         self.prev_action = np.zeros((n, self.action_dim))
         self.t = np.zeros(n, dtype=np.int64)
         self._init_sensors()
+        self._init_randomization()
         self.seed(seed)
 
     # ----------------------------------------------------------------------------------- spaces
@@ -75,10 +76,16 @@ class WorldBatch:
             d["privileged"] = spaces.Box(-np.inf, np.inf, (t.privileged_dim,), np.float32)
         if "depth" in self.groups:
             c = self.cfg.depth
-            d["depth"] = spaces.Box(c.near, c.far, (1, c.height, c.width), np.float32)
+            # A randomized depth sensor loses pixels, which read 0 (no data), as a 16UC1 driver's do.
+            low = 0.0 if self._depth_loses_pixels() else c.near
+            d["depth"] = spaces.Box(low, c.far, (1, c.height, c.width), np.float32)
         if "points" in self.groups:
             d["points"] = spaces.Box(-np.inf, np.inf, (self.cfg.points.num_points, 3), np.float32)
         return spaces.Dict(d)
+
+    def _depth_loses_pixels(self) -> bool:
+        d = self.cfg.randomization.depth
+        return d.dropout > 0 or d.edge_dropout > 0 or d.blobs > 0
 
     def _image_requests(self) -> dict[str, ImageRequest]:
         c, pc = self.cfg.depth, self.cfg.points
@@ -104,9 +111,28 @@ class WorldBatch:
             self._post = lambda i: self.cloud(img[i], self.rngs[i], self.points[i])
         self.renders = bool(images)
 
+    def _init_randomization(self) -> None:
+        """The randomizers of ``cfg.randomization`` (robots_ts.sim2real.randomization); all off by default."""
+        from robots_ts.sim2real.randomization import DelayLine, DepthSensorModel, ProprioNoise
+
+        r = self.cfg.randomization
+        n = self.num_envs
+        self.proprio_noise = ProprioNoise(n, r.joint_pos_noise, r.joint_pos_bias, r.joint_vel_noise, r.action_noise)
+        self.action_delay = DelayLine(n, *r.action_delay)
+        self.obs_delay = {g: DelayLine(n, *r.obs_delay) for g in self.observation_space.spaces}
+        c = self.cfg.depth
+        self.depth_model = DepthSensorModel(r.depth, c.near, c.far) if "depth" in self.groups else None
+        p = r.points
+        self.points_noisy = "points" in self.groups and any(v > 0 for v in (p.jitter, p.dropout, p.outliers))
+        # Observations go through the sensor models and the delay line: computed once per step.
+        self.randomizes_obs = (self.proprio_noise.active and "proprio" in self.groups) or self.points_noisy \
+            or (self.depth_model is not None and self.depth_model.active) or r.obs_delay[1] > 0
+        self.physics_scales = np.ones((n, 2))   # this episode's object mass and friction scales
+
     def seed(self, seed: int | None) -> None:
-        seq = np.random.SeedSequence(seed)
-        self.rngs = [np.random.default_rng(s) for s in seq.spawn(self.num_envs)]
+        children = np.random.SeedSequence(seed).spawn(self.num_envs + 1)
+        self.rngs = [np.random.default_rng(s) for s in children[:-1]]   # one per world
+        self.noise_rng = np.random.default_rng(children[-1])              # per-step sensor and action noise
 
     def reset_worlds(self, ids) -> None:
         """Start a new episode in the given worlds: draw parameters, place objects, render."""
@@ -124,7 +150,7 @@ class WorldBatch:
             edit = WorldEdit()
             self.state.command[i] = self.task.reset_world(edit, params, rng)
             self.state.params[i] = params
-            edits.append(edit.ops)
+            edits.append(self._randomize_physics(i, edit.ops))
         self.backend.reset(ids, q_arm, self.arm.finger_open, edits, self._post)
         self.q_target[ids] = q_arm
         self.prev_action[ids] = 0.0
@@ -132,6 +158,20 @@ class WorldBatch:
         self.t[ids] = 0
         self.diverged[ids] = False
         self.state.finger[:] = self.state.qpos[:, self.arm.finger_qpos_idx]
+        self.proprio_noise.reset(ids, self.rngs)
+        self.action_delay.reset(ids, self.prev_action[ids], self.rngs)
+        if self.randomizes_obs:
+            fresh = self._sensed(self._clean_obs(ids), ids)
+            for g, line in self.obs_delay.items():
+                line.reset(ids, fresh[g], self.rngs)
+
+    def _randomize_physics(self, i: int, ops: list) -> list:
+        from robots_ts.sim2real.randomization.physics import draw_scale, scale_object_edits
+
+        r = self.cfg.randomization
+        rng = self.rngs[i]
+        self.physics_scales[i] = draw_scale(rng, r.object_mass_scale), draw_scale(rng, r.object_friction_scale)
+        return scale_object_edits(ops, self.task.bodies, *self.physics_scales[i])
 
     def check_actions(self, actions) -> np.ndarray:
         raw = np.asarray(actions)
@@ -155,8 +195,13 @@ class WorldBatch:
         """
         a = self.check_actions(actions)
         s = self.state
+        executed = a
+        if self.action_delay.active:   # the robot runs the action of delay[i] steps ago
+            self.action_delay.push(a)
+            executed = self.action_delay.read()
+        executed = self.proprio_noise.actions(executed, self.noise_rng)
         q = s.qpos[:, self.arm.qpos_idx]
-        self.q_target, finger = self.arm.targets(a, q, self.q_target, s.ee_pos, s.ee_rot, s.jac)
+        self.q_target, finger = self.arm.targets(executed, q, self.q_target, s.ee_pos, s.ee_rot, s.jac)
         self.diverged |= self.backend.step(self.q_target, finger, self._post)
         s.finger[:] = s.qpos[:, self.arm.finger_qpos_idx]
         self.t += 1
@@ -173,10 +218,38 @@ class WorldBatch:
             for v in terms.values():
                 v[bad] = 0.0
         truncated = self.t >= self.episode_steps
+        if self.randomizes_obs:
+            sensed = self._sensed(self._clean_obs())
+            for g, line in self.obs_delay.items():
+                line.push(sensed[g])
         return reward, terms, success, truncated
 
     def observe(self, ids=None) -> dict[str, np.ndarray]:
-        """Observation groups of all worlds (or of ``ids``), float32, copied."""
+        """Observation groups of all worlds (or of ``ids``), float32, copied: as the sensors report
+        them (noise, delay) when the env randomizes them, else the simulator's values."""
+        if self.randomizes_obs:
+            return {g: line.read(ids).copy() for g, line in self.obs_delay.items()}
+        return self._clean_obs(ids)
+
+    def _sensed(self, obs: dict[str, np.ndarray], ids=None) -> dict[str, np.ndarray]:
+        """Sensor models on clean observations of all worlds (or ``ids``): proprio noise, the
+        depth sensor, point noise. Privileged state stays exact."""
+        if "proprio" in obs and self.proprio_noise.active:
+            lay = self.proprio_layout
+            p = obs["proprio"]
+            q, qd = self.proprio_noise.observe(p[:, lay["joint_pos"]], p[:, lay["joint_vel"]], self.noise_rng, ids)
+            p[:, lay["joint_pos"]], p[:, lay["joint_vel"]] = q, qd
+        if "depth" in obs and self.depth_model.active:
+            obs["depth"] = self.depth_model(obs["depth"][:, 0], self.noise_rng)[:, None]
+        if "points" in obs and self.points_noisy:
+            from robots_ts.sim2real.randomization.points import noisy_points
+
+            pc = self.cfg.points
+            obs["points"] = noisy_points(obs["points"], self.cfg.randomization.points, self.noise_rng,
+                                         pc.crop_low, pc.crop_high)
+        return obs
+
+    def _clean_obs(self, ids=None) -> dict[str, np.ndarray]:
         s = self.state
         sel = slice(None) if ids is None else np.asarray(ids)
         out = {}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robots_ts.robot.description import RobotDescription, panda
-from robots_ts.sim.scene import ARM_DOF, FINGER_DOF
+from robots_ts.envs.backends.scene import ARM_DOF, FINGER_DOF
 
 CONTROL_MODES = ("ee", "joint")
 
@@ -87,7 +87,7 @@ class Arm:
         self.workspace_low = np.asarray(workspace_low, dtype=np.float64)
         self.workspace_high = np.asarray(workspace_high, dtype=np.float64)
         self.ik_damping = float(ik_damping)
-        # Where the state layout (robots_ts.sim.scene) keeps the arm and finger joints.
+        # Where the state layout (robots_ts.envs.backends.scene) keeps the arm and finger joints.
         self.qpos_idx = np.arange(ARM_DOF)
         self.qvel_idx = np.arange(ARM_DOF)
         self.finger_qpos_idx = np.arange(ARM_DOF, ARM_DOF + FINGER_DOF)

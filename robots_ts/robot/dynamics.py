@@ -2,7 +2,7 @@
 
 The URDF's inertials are placeholders (0.1 kg m^2 everywhere); both backends replace them with the
 identified values below. The servo gains are written for MuJoCo's position actuators; the PyBullet
-backend derives its motor gains from them (see :mod:`robots_ts.sim.pybullet_backend`).
+backend derives its motor gains from them (see :mod:`robots_ts.envs.backends.pybullet_backend`).
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ ranges, collision meshes, visual meshes. What we add, each in one place below:
   finger contact parameters;
 - visual meshes decimated for the software depth renderer (:mod:`robots_ts.robot.meshes`);
 - sites ``ee`` (the URDF's ``panda_grasptarget``) and ``flange`` (``panda_link8``);
-- the arena of :mod:`robots_ts.sim.scene`: table (top at z = 0, the base frame's origin on it),
+- the arena of :mod:`robots_ts.envs.backends.scene`: table (top at z = 0, the base frame's origin on it),
   the scene camera; a light;
 - a task's bodies (:func:`add_body`, from their simulator-neutral descriptions).
 
@@ -31,7 +31,7 @@ from robots_ts.robot.description import panda, urdf_dir
 from robots_ts.robot.meshes import VISUAL_FACES, decimated
 from robots_ts.robot.dynamics import (ARM_ARMATURE, ARM_DAMPING, ARM_KP, ARM_KV, FINGER_ARMATURE, FINGER_DAMPING,
                                       FINGER_KP, FINGER_KV, LINK_INERTIALS)
-from robots_ts.sim.scene import (CAMERAS, FINGER_FRICTION, TABLE_FRICTION, TABLE_HALF, TABLE_POS, TIMESTEP, Body,
+from robots_ts.envs.backends.scene import (CAMERAS, FINGER_FRICTION, TABLE_FRICTION, TABLE_HALF, TABLE_POS, TIMESTEP, Body,
                                  box_inertia)
 
 log = logging.getLogger("robots_ts.mujoco")
@@ -147,6 +147,9 @@ def _add_arena(spec: mujoco.MjSpec) -> None:
     vis.map.zfar = 3.0
     # Coarse tessellation of primitives (ball, post): cheap software rendering, facets < 5 mm off.
     vis.quality.shadowsize = 0
+    # No multisampling: a depth read-back of a multisampled buffer takes one sample's depth, about
+    # 0.37 px off the pixel centre (2-4 mm on the table at 64x64); single-sampled depth is exact.
+    vis.quality.offsamples = 0
     vis.quality.numslices = 8
     vis.quality.numstacks = 4
     vis.quality.numquads = 1

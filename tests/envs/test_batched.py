@@ -6,7 +6,7 @@ from robots_ts.config import DepthConfig, EnvConfig
 from robots_ts.envs.vec_env import BatchedEnv
 from robots_ts.evaluate import rollout_policy
 from robots_ts.policies.scripted import ScriptedTeacher
-from robots_ts.sim.backend import BACKENDS
+from robots_ts.envs.backends.backend import BACKENDS
 
 
 def scripted_success(task: str, episodes: int, seed: int = 0, backend: str = "mujoco") -> float:

@@ -7,7 +7,7 @@ from gymnasium.utils.env_checker import check_env
 from robots_ts.config import EnvConfig
 from robots_ts.envs import TASKS
 from robots_ts.envs.vec_env import BatchedEnv
-from robots_ts.sim.backend import BACKENDS
+from robots_ts.envs.backends.backend import BACKENDS
 
 MODES = {"state": ["proprio", "privileged"], "depth": ["proprio", "depth"], "points": ["proprio", "points"],
          "all": ["proprio", "privileged", "depth", "points"]}

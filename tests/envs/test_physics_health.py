@@ -10,7 +10,7 @@ import pytest
 from robots_ts.bench.physics import run_health
 from robots_ts.config import EnvConfig
 from robots_ts.envs.vec_env import BatchedEnv
-from robots_ts.sim.backend import BACKENDS
+from robots_ts.envs.backends.backend import BACKENDS
 
 
 def _blow_up(backend, i: int) -> None:

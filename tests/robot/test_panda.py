@@ -13,7 +13,7 @@ from robots_ts.robot.arm import action_layout, proprio_layout
 from robots_ts.robot.description import READY_POSE, panda, rpy_matrix, urdf_dir, urdf_path
 from robots_ts.robot.dynamics import LINK_INERTIALS
 from robots_ts.robot.meshes import VISUAL_FACES, decimated
-from robots_ts.sim.mujoco_backend import task_model
+from robots_ts.envs.backends.mujoco_backend import task_model
 
 # The Panda's datasheet limits (Franka Control Interface documentation): the soft limits the
 # URDF's safety controllers carry.
@@ -146,7 +146,7 @@ def test_gravity_compensated_arm_holds_the_ready_pose():
 def test_pybullet_panda_carries_the_description_and_holds_the_ready_pose():
     """The PyBullet backend's Panda: identified masses and centres of mass, the URDF's joint order,
     and position motors that hold the ready pose against gravity."""
-    from robots_ts.sim.pybullet_backend import _Worlds
+    from robots_ts.envs.backends.pybullet_backend import _Worlds
 
     w = _Worlds("Reach", [0], 25.0, {})
     try:

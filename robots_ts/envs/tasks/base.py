@@ -2,7 +2,7 @@
 
 A task owns its objects (:attr:`Task.bodies`, simulator-neutral descriptions every backend
 builds), its parameter space, its reset (placing objects and setting their sizes, masses and
-frictions through a :class:`~robots_ts.sim.scene.WorldEdit`), its privileged observation, its
+frictions through a :class:`~robots_ts.envs.backends.scene.WorldEdit`), its privileged observation, its
 reward terms and its success test. Everything after reset is computed batched over worlds from a
 :class:`StateBatch`, whatever simulator produced it: tasks never import one.
 """
@@ -13,8 +13,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from robots_ts.envs.params import ParamSpace
-from robots_ts.sim.backend import StateBatch
-from robots_ts.sim.scene import Body, Shape, WorldEdit, box, state_layout
+from robots_ts.envs.backends.backend import StateBatch
+from robots_ts.envs.backends.scene import Body, Shape, WorldEdit, box, state_layout
 
 __all__ = ["Body", "Shape", "StateBatch", "Task", "WorldEdit", "box", "toward"]
 

@@ -31,7 +31,9 @@ def depth_statistics(model: Student, dataset: ChunkDataset, records: list[dict])
         chunk = dataset.load(rec)
         if chunk is None:
             continue
-        d = np.clip(chunk["depth"], model.near, model.far).astype(np.float64)
+        d = np.asarray(chunk["depth"], dtype=np.float64)
+        d = np.where(np.isfinite(d) & (d > 0), d, model.far)   # no data reads far, as in Student.encode
+        d = np.clip(d, model.near, model.far)
         d = d.reshape(-1, *d.shape[-2:])
         total = d.sum(0) if total is None else total + d.sum(0)
         total_sq = np.square(d).sum(0) if total_sq is None else total_sq + np.square(d).sum(0)

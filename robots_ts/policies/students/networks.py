@@ -137,6 +137,9 @@ class Student(nn.Module):
         """(B*T, P), (B*T, ...) -> fused features (B*T, F)."""
         p = (proprio - self.proprio_mean) / self.proprio_std
         if self.encoder_group == "depth":
+            # No data reads 0 (16UC1 drivers, the randomized sensor) or NaN (32FC1): no return, far.
+            sensor = torch.nan_to_num(sensor, nan=self.far, posinf=self.far, neginf=self.far)
+            sensor = torch.where(sensor <= 0, torch.full_like(sensor, self.far), sensor)
             sensor = sensor.clamp(self.near, self.far)
             if self.cfg.depth_norm == "pixel":
                 sensor = (sensor - self.depth_mean) / self.depth_std

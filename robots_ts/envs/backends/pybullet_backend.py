@@ -24,7 +24,7 @@ The scene is the same as MuJoCo's, built from the same descriptions:
   so the table's coefficient is 1 here and each object gets max(its own, the table's): object on
   table matches MuJoCo exactly; fingers get 1.5 / 0.8 so a finger on a 0.8 object matches too;
 - depth from ``getCameraImage`` with view and projection matrices from the scene camera's
-  description (:class:`robots_ts.sim.scene.Camera`), the nonlinear depth buffer linearised with
+  description (:class:`robots_ts.envs.backends.scene.Camera`), the nonlinear depth buffer linearised with
   the projection's near and far planes. TinyRenderer, the CPU rasteriser: on a machine without a
   GPU the eglRenderer plugin falls back to Mesa's software path and is an order slower.
 
@@ -48,8 +48,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from robots_ts.sim.backend import Backend, ImageRequest, StateBatch
-from robots_ts.sim.scene import (FINGER_FRICTION, GRAVITY, TABLE_FRICTION, TABLE_HALF, TABLE_POS, TIMESTEP, Body,
+from robots_ts.envs.backends.backend import Backend, ImageRequest, StateBatch
+from robots_ts.envs.backends.scene import (FINGER_FRICTION, GRAVITY, TABLE_FRICTION, TABLE_HALF, TABLE_POS, TIMESTEP, Body,
                                  box_inertia, camera, state_layout)
 
 PROJECTION_NEAR, PROJECTION_FAR = 0.02, 6.0   # depth-buffer planes; images are clipped to the request's
@@ -299,7 +299,9 @@ class _Worlds:
         for b in self.bodies:
             shapes = [(sh, *sizes[sh.name]) for sh in b.shapes]
             key = (tuple((sh.name, sz, off) for sh, sz, off in shapes), mass[b.name], friction[b.name])
-            if self.built[i].get(b.name) != key:
+            # Free bodies are rebuilt every episode: a body carried over keeps solver state (contact
+            # caches) that makes the first steps depend on the previous episode.
+            if b.free or self.built[i].get(b.name) != key:
                 old = self.objects[i].get(b.name, -1)
                 if old >= 0:
                     p.removeBody(old, physicsClientId=c)
@@ -461,7 +463,7 @@ def _start_worker(args: tuple):
     from multiprocessing.connection import Connection
 
     ours, theirs = socket.socketpair()
-    code = f"from robots_ts.sim.pybullet_backend import _serve; _serve({theirs.fileno()})"
+    code = f"from robots_ts.envs.backends.pybullet_backend import _serve; _serve({theirs.fileno()})"
     proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(theirs.fileno(),))
     theirs.close()
     conn = Connection(ours.detach())

@@ -10,8 +10,8 @@ from robots_ts.envs.tasks import TASKS
 from robots_ts.envs.vec_env import BatchedEnv
 from robots_ts.policies.scripted import ScriptedTeacher
 from robots_ts.robot.description import panda
-from robots_ts.sim.mujoco_backend import task_model
-from robots_ts.sim.scene import camera
+from robots_ts.envs.backends.mujoco_backend import task_model
+from robots_ts.envs.backends.scene import camera
 
 BOX = [("size", "box", (0.03, 0.03, 0.03), None), ("pose", "box", (0.62, 0.12, 0.03), (1.0, 0.0, 0.0, 0.0))]
 
@@ -54,7 +54,8 @@ def test_same_joints_same_tcp_pose():
 
 def test_same_scene_same_depth():
     """A box at a known pose, the arm near its ready pose: on the pixels where both backends see a
-    surface, >= 95% agree to 1 cm, and both see a surface on nearly the same pixels."""
+    surface, >= 99% agree to 1 cm (the issue asks 95%; both renderers sample pixel centres), and
+    both see a surface on the same pixels."""
     desc, rng, n = panda(), np.random.default_rng(1), 6
     envs = _pair("Lift", n, obs_groups=["depth"], depth=DepthConfig(width=64, height=64))
     try:
@@ -65,15 +66,15 @@ def test_same_scene_same_depth():
         dm, db = (envs[k].world.backend.images["depth"] for k in ("mujoco", "pybullet"))
         both = (dm < far) & (db < far)
         assert both.mean() > 0.5
-        assert ((dm < far) != (db < far)).mean() < 0.02
-        assert (np.abs(dm - db)[both] < 0.01).mean() >= 0.95
+        assert ((dm < far) != (db < far)).mean() < 0.005
+        assert (np.abs(dm - db)[both] < 0.01).mean() >= 0.99
     finally:
         _close(envs)
 
 
 def test_same_actions_similar_motion():
     """The scripted Reach controller from the same start: the backends' TCP paths stay within 1 cm
-    (servo gains are mapped by time constant, see robots_ts.sim.pybullet_backend)."""
+    (servo gains are mapped by time constant, see robots_ts.envs.backends.pybullet_backend)."""
     envs = {b: BatchedEnv(EnvConfig(task="Reach", backend=b, num_envs=4, num_threads=1, init_noise=0.0), seed=5)
             for b in ("mujoco", "pybullet")}
     try:

@@ -1,6 +1,6 @@
 """What every simulator builds, described without a simulator: the arena, the camera, task objects.
 
-A backend (:mod:`robots_ts.sim.mujoco_backend`, :mod:`robots_ts.sim.pybullet_backend`) builds its
+A backend (:mod:`robots_ts.envs.backends.mujoco_backend`, :mod:`robots_ts.envs.backends.pybullet_backend`) builds its
 scene from three things: the Panda URDF (:mod:`robots_ts.robot.description`), the arena below
 (table, scene camera) and the task's :class:`Body` list. It then reports every world's state in the
 one layout of :func:`state_layout`, so tasks read object poses by slice whatever simulates them.

@@ -1,14 +1,14 @@
 """The simulator seam: what the batched env asks of a simulator, and nothing more.
 
 A :class:`Backend` holds N worlds of one task's scene (the Panda URDF, the arena of
-:mod:`robots_ts.sim.scene`, the task's bodies). The env above it owns everything else: parameter
-sampling, the task's reset placement (a :class:`~robots_ts.sim.scene.WorldEdit` per world), the
+:mod:`robots_ts.envs.backends.scene`, the task's bodies). The env above it owns everything else: parameter
+sampling, the task's reset placement (a :class:`~robots_ts.envs.backends.scene.WorldEdit` per world), the
 action mapping (:class:`robots_ts.robot.arm.Arm`), observations, rewards, success. Per call:
 
 - :meth:`reset` puts worlds back to a joint pose and replays each world's edits;
 - :meth:`step` sets joint and finger targets and advances one control step;
 - after either, :attr:`state` (a :class:`StateBatch` owned by the env) holds the worlds' state in
-  the layout of :func:`robots_ts.sim.scene.state_layout`, :attr:`images` the depth images asked
+  the layout of :func:`robots_ts.envs.backends.scene.state_layout`, :attr:`images` the depth images asked
   for (metres along the optical axis, row 0 at the top, clipped to [near, far]), and ``post(i)``
   (the env's per-world image consumer, e.g. point clouds) has run for every rendered world.
 
@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from robots_ts.sim.scene import TIMESTEP
+from robots_ts.envs.backends.scene import TIMESTEP
 
 BACKENDS = ("mujoco", "pybullet")
 
@@ -32,7 +32,7 @@ BACKENDS = ("mujoco", "pybullet")
 class StateBatch:
     """Simulator state of N worlds after a step, gathered once and shared by every consumer."""
 
-    qpos: np.ndarray       # (N, nq)  see robots_ts.sim.scene for the layout
+    qpos: np.ndarray       # (N, nq)  see robots_ts.envs.backends.scene for the layout
     qvel: np.ndarray       # (N, nv)
     ee_pos: np.ndarray     # (N, 3)   TCP (the URDF's panda_grasptarget) in the base frame
     ee_rot: np.ndarray     # (N, 3, 3)
@@ -103,11 +103,11 @@ class Backend(ABC):
 
 def make_backend(name: str, *args, **kwargs) -> Backend:
     if name == "mujoco":
-        from robots_ts.sim.mujoco_backend import MujocoBackend
+        from robots_ts.envs.backends.mujoco_backend import MujocoBackend
 
         return MujocoBackend(*args, **kwargs)
     if name == "pybullet":
-        from robots_ts.sim.pybullet_backend import PyBulletBackend
+        from robots_ts.envs.backends.pybullet_backend import PyBulletBackend
 
         return PyBulletBackend(*args, **kwargs)
     raise ValueError(f"unknown simulator backend {name!r}; expected one of {list(BACKENDS)}")

@@ -3,7 +3,7 @@
 Each world has its own ``MjModel`` copy (sizes, masses and frictions differ per world) and
 ``MjData``. MuJoCo releases the GIL in ``mj_step`` and in rendering, so worker threads stepping
 disjoint chunks of worlds run in parallel; each thread renders its worlds' depth images with its
-own OpenGL context (:mod:`robots_ts.sim.mujoco_render`).
+own OpenGL context (:mod:`robots_ts.envs.backends.mujoco_render`).
 
 Divergence: ``mj_step`` resets a world whose state turned non-finite or huge and counts it in its
 BADQPOS/BADQVEL/BADQACC warnings; a rise in that count flags the world.
@@ -20,8 +20,8 @@ import numpy as np
 from robots_ts.envs.workers import WorkerPool
 from robots_ts.robot.description import panda
 from robots_ts.robot.mujoco_scene import scene_model, set_body_mass, set_geom_size
-from robots_ts.sim.backend import Backend, ImageRequest, StateBatch
-from robots_ts.sim.scene import state_layout
+from robots_ts.envs.backends.backend import Backend, ImageRequest, StateBatch
+from robots_ts.envs.backends.scene import state_layout
 
 _BAD = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
 
@@ -89,7 +89,7 @@ class MujocoBackend(Backend):
     def _camera(self, res: dict, key: str):
         cam = res.get(key)
         if cam is None:
-            from robots_ts.sim.mujoco_render import DepthCamera
+            from robots_ts.envs.backends.mujoco_render import DepthCamera
 
             r = self.requests[key]
             cam = res[key] = DepthCamera(self.models[0], r.camera, r.width, r.height, r.near, r.far)
@@ -230,7 +230,7 @@ class MujocoBackend(Backend):
         return sum(c for c, _ in res) / max(t for _, t in res) / self.substeps
 
     def render_rate(self, key: str, seconds: float) -> float:
-        from robots_ts.sim.mujoco_render import DepthCamera
+        from robots_ts.envs.backends.mujoco_render import DepthCamera
 
         r = self.requests[key]
 
