@@ -45,15 +45,6 @@ class Camera:
         y /= np.linalg.norm(y)
         return np.stack([x, y, np.cross(x, y)], axis=1)
 
-    def focal(self, height: int) -> float:
-        """Focal length in pixels for an image ``height`` pixels tall (square pixels)."""
-        return 0.5 * height / np.tan(np.deg2rad(self.fovy) / 2)
-
-    def intrinsics(self, width: int, height: int) -> np.ndarray:
-        """3x3 K of the image, pixel centres at half-integers, v growing downwards."""
-        f = self.focal(height)
-        return np.array([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
-
 
 SCENE_CAMERA = Camera("scene", (0.95, -0.5, 0.75), (0.7348, 0.6783, 0.0, -0.4933, 0.5344, 0.6863), 48.0)
 CAMERAS = {SCENE_CAMERA.name: SCENE_CAMERA}
@@ -120,9 +111,6 @@ class StateLayout:
     nv: int
     qpos: dict[str, slice] = field(default_factory=dict)
     qvel: dict[str, slice] = field(default_factory=dict)
-
-    arm_q = slice(0, ARM_DOF)
-    finger_q = slice(ARM_DOF, ARM_DOF + FINGER_DOF)
 
 
 def state_layout(bodies: tuple[Body, ...]) -> StateLayout:
