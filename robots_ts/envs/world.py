@@ -77,15 +77,13 @@ class WorldBatch:
         if "depth" in self.groups:
             c = self.cfg.depth
             # A randomized depth sensor loses pixels, which read 0 (no data), as a 16UC1 driver's do.
-            low = 0.0 if self._depth_loses_pixels() else c.near
+            from robots_ts.sim2real.randomization.depth import loses_pixels
+
+            low = 0.0 if loses_pixels(self.cfg.randomization.depth) else c.near
             d["depth"] = spaces.Box(low, c.far, (1, c.height, c.width), np.float32)
         if "points" in self.groups:
             d["points"] = spaces.Box(-np.inf, np.inf, (self.cfg.points.num_points, 3), np.float32)
         return spaces.Dict(d)
-
-    def _depth_loses_pixels(self) -> bool:
-        d = self.cfg.randomization.depth
-        return d.dropout > 0 or d.edge_dropout > 0 or d.blobs > 0
 
     def _image_requests(self) -> dict[str, ImageRequest]:
         c, pc = self.cfg.depth, self.cfg.points
@@ -127,7 +125,6 @@ class WorldBatch:
         # Observations go through the sensor models and the delay line: computed once per step.
         self.randomizes_obs = (self.proprio_noise.active and "proprio" in self.groups) or self.points_noisy \
             or (self.depth_model is not None and self.depth_model.active) or r.obs_delay[1] > 0
-        self.physics_scales = np.ones((n, 2))   # this episode's object mass and friction scales
 
     def seed(self, seed: int | None) -> None:
         children = np.random.SeedSequence(seed).spawn(self.num_envs + 1)
@@ -170,8 +167,8 @@ class WorldBatch:
 
         r = self.cfg.randomization
         rng = self.rngs[i]
-        self.physics_scales[i] = draw_scale(rng, r.object_mass_scale), draw_scale(rng, r.object_friction_scale)
-        return scale_object_edits(ops, self.task.bodies, *self.physics_scales[i])
+        return scale_object_edits(ops, self.task.bodies, draw_scale(rng, r.object_mass_scale),
+                                  draw_scale(rng, r.object_friction_scale))
 
     def check_actions(self, actions) -> np.ndarray:
         raw = np.asarray(actions)

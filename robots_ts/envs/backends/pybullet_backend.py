@@ -182,13 +182,6 @@ class _Worlds:
         self.last_reset: dict[int, tuple] = {}
         for i, c in self.clients.items():
             self._build(i, c)
-        c0 = self.clients[self.ids[0]]
-        names = {p.getJointInfo(self.robot[self.ids[0]], j, physicsClientId=c0)[1].decode(): j
-                 for j in range(p.getNumJoints(self.robot[self.ids[0]], physicsClientId=c0))}
-        links = {p.getJointInfo(self.robot[self.ids[0]], j, physicsClientId=c0)[12].decode(): j
-                 for j in range(p.getNumJoints(self.robot[self.ids[0]], physicsClientId=c0))}
-        self.joints = [names[j] for j in desc.arm_joints + desc.finger_joints]
-        self.tcp = links[desc.tcp_link]
         self._views = {}
         for key, r in requests.items():
             cam = camera(r.camera)
@@ -201,8 +194,17 @@ class _Worlds:
         p.setPhysicsEngineParameter(fixedTimeStep=self.control_dt, numSubSteps=self.substeps, physicsClientId=c)
         robot = p.loadURDF(self.urdf, useFixedBase=True, flags=p.URDF_USE_INERTIA_FROM_FILE, physicsClientId=c)
         self.robot[i] = robot
-        for j in range(p.getNumJoints(robot, physicsClientId=c)):
+        info = [p.getJointInfo(robot, j, physicsClientId=c) for j in range(p.getNumJoints(robot, physicsClientId=c))]
+        names = {x[1].decode(): x[0] for x in info}
+        self.joints = [names[j] for j in self.desc.arm_joints + self.desc.finger_joints]
+        self.tcp = {x[12].decode(): x[0] for x in info}[self.desc.tcp_link]
+        for j in range(len(info)):
             p.changeDynamics(robot, j, linearDamping=0.0, angularDamping=0.0, physicsClientId=c)
+        for k, j in enumerate(self.joints):
+            p.changeDynamics(robot, j, jointDamping=self.damping[k], physicsClientId=c)
+        for j in self.joints[7:]:
+            p.changeDynamics(robot, j, lateralFriction=FINGER_FRICTION[0] / TABLE_FRICTION[0],
+                             spinningFriction=FINGER_FRICTION[1], rollingFriction=FINGER_FRICTION[2], physicsClientId=c)
         col = p.createCollisionShape(p.GEOM_BOX, halfExtents=TABLE_HALF, physicsClientId=c)
         vis = p.createVisualShape(p.GEOM_BOX, halfExtents=TABLE_HALF, rgbaColor=[0.55, 0.45, 0.35, 1], physicsClientId=c)
         table = p.createMultiBody(0.0, col, vis, basePosition=TABLE_POS, physicsClientId=c)
@@ -210,14 +212,6 @@ class _Worlds:
                          rollingFriction=TABLE_FRICTION[2], physicsClientId=c)
         self.objects[i] = {}
         self.built[i] = {}
-
-    def _finger_setup(self, i: int) -> None:
-        p, c, robot = self.p, self.clients[i], self.robot[i]
-        for k, j in enumerate(self.joints):
-            p.changeDynamics(robot, j, jointDamping=self.damping[k], physicsClientId=c)
-        for j in self.joints[7:]:
-            p.changeDynamics(robot, j, lateralFriction=FINGER_FRICTION[0] / TABLE_FRICTION[0],
-                             spinningFriction=FINGER_FRICTION[1], rollingFriction=FINGER_FRICTION[2], physicsClientId=c)
 
     def _shape_args(self, kind: str, size) -> dict:
         p = self.p
@@ -277,7 +271,6 @@ class _Worlds:
         q = list(q_arm) + [finger, finger]
         for k, j in enumerate(self.joints):
             p.resetJointState(robot, j, q[k], 0.0, physicsClientId=c)
-        self._finger_setup(i)
         self._motors(i, np.asarray(q_arm), finger)
         # Each body's shapes, mass, friction and pose: nominal, then the task's edits.
         sizes = {sh.name: (tuple(sh.size), tuple(sh.offset)) for b in self.bodies for sh in b.shapes}

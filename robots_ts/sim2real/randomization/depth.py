@@ -23,6 +23,11 @@ import numpy as np
 from robots_ts.config import DepthNoiseConfig
 
 
+def loses_pixels(cfg: DepthNoiseConfig) -> bool:
+    """Whether the sensor model marks pixels lost (0), so the observation space must start at 0."""
+    return cfg.dropout > 0 or cfg.edge_dropout > 0 or cfg.blobs > 0
+
+
 class NoiseBank:
     """Pre-drawn standard normal and uniform numbers, handed out as views at random offsets.
 
