@@ -96,12 +96,17 @@ def cmd_evaluate(argv: list[str]) -> int:
                     help="success rate at which a grid cell is mastered")
     ap.add_argument("--backend", choices=["mujoco", "pybullet"],
                     help="simulator to evaluate in (default: the one the run trained in)")
+    ap.add_argument("--randomization", metavar="none|YAML",
+                    help="domain randomization to evaluate under: 'none' (the nominal env) or a preset, e.g. "
+                    "configs/randomization/strong.yaml (default: the run's own)")
     args = ap.parse_args(argv)
     if args.video is not None and Path(args.video).suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"--video: expected a .mp4 or .gif path, got {args.video!r}")
-    from robots_ts.evaluate import rollout_policy
+    from robots_ts.evaluate import load_randomization, rollout_policy, with_randomization
     from robots_ts.policies.load import load_policy
 
+    if args.randomization is not None:
+        load_randomization(args.randomization)     # a bad preset fails before the policy loads
     run_dir = Path(args.run_dir)
     policy = load_policy(run_dir, args.checkpoint)
     if args.backend is not None:
@@ -109,11 +114,13 @@ def cmd_evaluate(argv: list[str]) -> int:
     if args.param_grid is not None:
         from robots_ts.grid_eval import evaluate_grid
 
-        res = evaluate_grid(policy, policy.env_cfg, args.param_grid, args.grid_episodes, args.seed,
+        env_cfg, randomization = with_randomization(policy.env_cfg, args.randomization)
+        res = evaluate_grid(policy, env_cfg, args.param_grid, args.grid_episodes, args.seed,
                             args.num_envs, args.threshold, out_dir=run_dir)
+        res["randomization"] = randomization
     else:
         res = rollout_policy(policy, policy.env_cfg, episodes=args.episodes, seed=args.seed,
-                             num_envs=args.num_envs, video=args.video)
+                             num_envs=args.num_envs, video=args.video, randomization=args.randomization)
     res["run_dir"] = str(run_dir)
     if args.json:
         print(json.dumps(res, indent=1))
@@ -125,7 +132,8 @@ def cmd_evaluate(argv: list[str]) -> int:
 
 def cmd_bench(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: robots-ts bench {envs,physics,curriculum,curriculum-push,teacher,distill,faults,sim2sim} "
+        print("usage: robots-ts bench {envs,physics,curriculum,curriculum-push,teacher,distill,robustness,faults,"
+              "sim2sim,export-latency} "
               "[options]\n"
               "Measurements that print JSON (see each one's --help).")
         return 0 if argv else 2
@@ -136,7 +144,8 @@ def cmd_bench(argv: list[str]) -> int:
                "curriculum-push": "robots_ts.bench.curriculum_push",
                "teacher": "robots_ts.bench.teacher", "distill": "robots_ts.bench.distill",
                "physics": "robots_ts.bench.physics", "faults": "robots_ts.bench.faults",
-               "sim2sim": "robots_ts.bench.sim2sim"}
+               "sim2sim": "robots_ts.bench.sim2sim", "robustness": "robots_ts.bench.robustness",
+               "export-latency": "robots_ts.bench.export"}
     if which not in modules:
         print(f"robots-ts bench: unknown benchmark {which!r}; choose from {sorted(modules)}", file=sys.stderr)
         return 2
@@ -155,6 +164,12 @@ def cmd_demo(argv: list[str]) -> int:
     return int(main(argv) or 0)
 
 
+def cmd_export(argv: list[str]) -> int:
+    from robots_ts.sim2real.export.exporter import main
+
+    return int(main(argv) or 0)
+
+
 def cmd_randomization(argv: list[str]) -> int:
     from robots_ts.sim2real.randomization.show import main
 
@@ -162,7 +177,7 @@ def cmd_randomization(argv: list[str]) -> int:
 
 
 COMMANDS = {"train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "distill": cmd_distill,
-            "demo": cmd_demo, "bench": cmd_bench, "randomization": cmd_randomization}
+            "demo": cmd_demo, "bench": cmd_bench, "randomization": cmd_randomization, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
               "  evaluate       success rate (95% CI), returns, videos, parameter grids of any run\n"
               "  demo           teacher -> depth and point-cloud students on Reach, with a report\n"
               "  bench          measurements that print JSON\n"
-              "  randomization  show what a domain randomization config does to depth and points\n\n"
+              "  randomization  show what a domain randomization config does to depth and points\n"
+              "  export         a run's policy as ONNX or TorchScript with a manifest for the robot\n\n"
               "Bad input exits with code 2 and a one-line message; --debug (or ROBOTS_TS_DEBUG=1) adds the traceback.")
         return 0 if argv else 2
     cmd = COMMANDS.get(argv[0])

@@ -36,6 +36,7 @@ class PointsConfig:
     crop_low: list[float] = field(default_factory=lambda: [-0.1, -0.6, -0.02])
     crop_high: list[float] = field(default_factory=lambda: [1.0, 0.6, 0.8])
     remove_table: bool = True
+    table_fit: bool = False   # fit the table plane per cloud (a camera off its calibration; real robots)
     voxel: float = 0.008      # metres; 0 disables the voxel grid
     downsample: str = "voxel"  # "voxel" (numpy, seeded random subset) or "fps" (open3d)
 
@@ -70,18 +71,47 @@ class PointNoiseConfig:
 
 
 @dataclass
+class AdrConfig:
+    """Automatic domain randomization: a curriculum teacher (``robots_ts.curriculum``) chooses
+    each episode's value of the named randomization dimensions and widens their ranges while the
+    policy copes (OpenAI et al. 2019). ``dims``: dimension -> [limit low, limit high]; a dimension
+    starts at ``nominal`` (default: 1 for scales, 0 otherwise) and replaces the preset's draw.
+    ``teacher``: adr (boundary sampling) | alp_gmm | random, with ``kwargs`` for it."""
+
+    dims: dict[str, list[float]] = field(default_factory=dict)
+    nominal: dict[str, float] = field(default_factory=dict)
+    teacher: str = "adr"
+    reward: str = "success"   # what each episode reports back: success | return
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RandomizationConfig:
     """Domain randomization of an env; everything off by default (the nominal env).
 
     Per episode (at reset, from each world's own generator): task objects' mass and friction
-    scales, a joint position bias, action and observation delays. Per step: joint position and
-    velocity noise, action noise, the depth sensor model, point noise. Draws always start from the
-    nominal values, so they never accumulate. Presets: ``configs/randomization/*.yaml``, used as
-    ``env.randomization=@configs/randomization/default.yaml``.
+    scales, the robot's link masses and centres of mass, joint damping, armature and dry friction,
+    servo gains, the gravity direction, the camera's pose, a joint position bias, action and
+    observation delays. At intervals: velocity kicks of the free objects. Per step: joint position
+    and velocity noise, action noise, the depth sensor model, point noise. Draws always start from
+    the nominal values, so they never accumulate. Presets: ``configs/randomization/*.yaml``, used
+    as ``env.randomization=@configs/randomization/default.yaml``.
     """
 
     object_mass_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])       # x U(lo, hi)
     object_friction_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])   # x U(lo, hi)
+    link_mass_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])     # each robot link x U(lo, hi)
+    link_com_offset: float = 0.0    # m, each link's centre of mass moved U(-d, d) per axis
+    joint_damping_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])    # each joint x U(lo, hi)
+    joint_armature_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])   # each joint x U(lo, hi)
+    joint_frictionloss: list[float] = field(default_factory=lambda: [0.0, 0.0])     # N m added, U(lo, hi)
+    gain_kp_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])    # each arm servo's stiffness
+    gain_kv_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])    # and damping gain x U(lo, hi)
+    gravity_tilt: float = 0.0       # degrees: gravity tilted by U(0, max) toward a uniform azimuth
+    push_interval: list[int] = field(default_factory=lambda: [0, 0])   # control steps between kicks (0: off)
+    push_velocity: float = 0.0      # m/s: each kick adds a horizontal velocity of U(0, max) to free objects
+    camera_pos_noise: float = 0.0   # m, Gaussian per axis per episode: extrinsic calibration error
+    camera_rot_noise: float = 0.0   # degrees, Gaussian per axis of the rotation vector, per episode
     joint_pos_noise: float = 0.0    # rad, Gaussian per step
     joint_pos_bias: float = 0.0     # rad, Gaussian per episode (a calibration offset)
     joint_vel_noise: float = 0.0    # rad/s, Gaussian per step
@@ -90,6 +120,7 @@ class RandomizationConfig:
     obs_delay: list[int] = field(default_factory=lambda: [0, 0])      # control steps, uniform per episode
     depth: DepthNoiseConfig = field(default_factory=DepthNoiseConfig)
     points: PointNoiseConfig = field(default_factory=PointNoiseConfig)
+    adr: AdrConfig = field(default_factory=AdrConfig)
 
 
 @dataclass

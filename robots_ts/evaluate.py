@@ -1,16 +1,20 @@
 """Evaluation of any run's policy: success rate with a 95% (Wilson) interval, returns, lengths, videos.
 
 The episodes run through :func:`robots_ts.rollout.run_episodes` with a quota per world fixed up
-front, so short successful episodes are not over-counted.
+front, so short successful episodes are not over-counted. A policy can be evaluated under a domain
+randomization other than the one it trained with (``randomization``: ``"none"`` for the nominal env,
+or a preset YAML such as ``configs/randomization/strong.yaml``); every summary records the
+randomization it ran under.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from robots_ts.config import EnvConfig
+from robots_ts.config import INCLUDE, ConfigError, EnvConfig, RandomizationConfig, load_config, to_dict
 from robots_ts.rollout import policy_env, run_episodes, split_quota
 
 
@@ -30,13 +34,61 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
+NOMINAL = "none"   # the randomization name of the nominal env: RandomizationConfig() (everything off)
+
+
+def load_randomization(spec: str) -> RandomizationConfig:
+    """The randomization ``spec`` names: ``"none"`` is the nominal env; anything else is a YAML file
+    of :class:`~robots_ts.config.RandomizationConfig` keys, given as a path or an ``@path`` include
+    (relative to the working directory, else to the package: ``configs/randomization/strong.yaml``
+    works from anywhere). Unknown keys and bad values raise :class:`~robots_ts.config.ConfigError`
+    naming the key."""
+    from robots_ts.envs.checks import check_randomization
+
+    if spec == NOMINAL:
+        return RandomizationConfig()
+    override = f"randomization={spec if spec.startswith(INCLUDE) else INCLUDE + spec}"
+    try:
+        r = load_config(EnvConfig, None, [override]).randomization
+        check_randomization(r, "randomization.")
+    except ConfigError as exc:
+        why = str(exc).removeprefix(f"override {override!r}: ")
+        raise ConfigError(f"randomization preset {spec!r}: {why}") from None
+    return r
+
+
+def randomization_record(r: RandomizationConfig, name: str, source: str | None = None) -> dict:
+    """What a summary says about the randomization it ran under: a name (``none``, the preset's file
+    name, or ``as configured`` for the env config's own), where it came from, whether it is the
+    nominal env, and the effective values."""
+    return {"name": name, "source": source, "nominal": r == RandomizationConfig(), "values": to_dict(r)}
+
+
+def with_randomization(env_cfg: EnvConfig, randomization: str | RandomizationConfig | None) -> tuple[EnvConfig, dict]:
+    """``env_cfg`` with its randomization replaced (``None``: unchanged) and the record of the one used."""
+    if randomization is None:
+        return env_cfg, randomization_record(env_cfg.randomization, "as configured")
+    if isinstance(randomization, RandomizationConfig):
+        return replace(env_cfg, randomization=randomization), randomization_record(randomization, "given")
+    r = load_randomization(randomization)
+    return replace(env_cfg, randomization=r), randomization_record(r, randomization_name(randomization),
+                                                                    randomization)
+
+
+def randomization_name(spec: str) -> str:
+    """``none``, or the file name of a preset given as a path or an ``@path`` include."""
+    return spec if spec == NOMINAL else Path(spec.removeprefix(INCLUDE)).name
+
+
 def rollout_policy(policy, env_cfg: EnvConfig, episodes: int = 100, seed: int = 0, num_envs: int = 16,
                    sampler=None, video: str | Path | None = None, obs_groups=None,
-                   max_video_episodes: int = 3) -> dict:
+                   max_video_episodes: int = 3, randomization: str | RandomizationConfig | None = None) -> dict:
     """Roll ``policy`` out for ``episodes`` episodes (parameters drawn by ``sampler`` or uniformly
-    over the task's bounds) and summarise; ``video``: also write world 0's first episodes there."""
+    over the task's bounds) and summarise; ``video``: also write world 0's first episodes there.
+    ``randomization`` (``"none"``, a preset YAML, or a config) replaces ``env_cfg.randomization``."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    env_cfg, rand_record = with_randomization(env_cfg, randomization)
     n = max(1, min(num_envs, episodes))
     env = policy_env(policy, env_cfg, n, seed=seed, sampler=sampler, obs_groups=obs_groups)
     frames: list[np.ndarray] = []
@@ -60,6 +112,7 @@ def rollout_policy(policy, env_cfg: EnvConfig, episodes: int = 100, seed: int = 
         env.close()
     out = summarise(records, env_cfg.task, seed)
     out["backend"] = env_cfg.backend
+    out["randomization"] = rand_record
     if video is not None and frames:
         from robots_ts.envs.video import write_video
 
@@ -68,12 +121,17 @@ def rollout_policy(policy, env_cfg: EnvConfig, episodes: int = 100, seed: int = 
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 0, num_envs: int = 16,
-                 checkpoint: str | None = None, video: str | Path | None = None) -> dict:
-    """:func:`rollout_policy` of a run directory's policy on the env it was trained for."""
+                 checkpoint: str | None = None, video: str | Path | None = None,
+                 randomization: str | RandomizationConfig | None = None) -> dict:
+    """:func:`rollout_policy` of a run directory's policy on the env it was trained for, or under
+    another ``randomization`` (``"none"``: nominal; a preset YAML; default: the run's own)."""
     from robots_ts.policies.load import load_policy
 
+    if isinstance(randomization, str):
+        load_randomization(randomization)     # a bad preset fails before the policy loads
     policy = load_policy(run_dir, checkpoint)
-    return rollout_policy(policy, policy.env_cfg, episodes=episodes, seed=seed, num_envs=num_envs, video=video)
+    return rollout_policy(policy, policy.env_cfg, episodes=episodes, seed=seed, num_envs=num_envs, video=video,
+                          randomization=randomization)
 
 
 def summarise(records: list[dict], task: str, seed: int) -> dict:

@@ -2,13 +2,16 @@
 
 ``make_teacher(name, low, high, seed=0, **hyperparameters)`` builds one by name, so configs and
 the CLI can name a teacher as a string. Teachers: "random" (uniform, i.e. plain domain
-randomization), "alp_gmm" (Portelas et al. 2019) and "covar_gmm" (their Covar-GMM baseline).
+randomization), "alp_gmm" (Portelas et al. 2019), "covar_gmm" (their Covar-GMM baseline) and
+"adr" (automatic domain randomization, OpenAI et al. 2019: per-parameter ranges that start at
+a nominal value and widen while the student succeeds at their boundaries).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from robots_ts.curriculum.adr import AdrTeacher
 from robots_ts.curriculum.alp_gmm import AlpGmmTeacher
 from robots_ts.curriculum.base import CurriculumTeacher, validate_bounds
 from robots_ts.curriculum.covar_gmm import CovarGmmTeacher
@@ -18,6 +21,7 @@ TEACHERS: dict[str, type[CurriculumTeacher]] = {
     RandomTeacher.name: RandomTeacher,
     AlpGmmTeacher.name: AlpGmmTeacher,
     CovarGmmTeacher.name: CovarGmmTeacher,
+    AdrTeacher.name: AdrTeacher,
 }
 
 
@@ -38,6 +42,7 @@ def make_teacher(name: str, low: Any, high: Any, seed: int | None = 0, **kw: Any
 
 __all__ = [
     "TEACHERS",
+    "AdrTeacher",
     "AlpGmmTeacher",
     "CovarGmmTeacher",
     "CurriculumTeacher",

@@ -1,6 +1,6 @@
-"""Pictures of a curriculum: where the teacher sampled, and the mixture it sampled from.
+"""Pictures of a curriculum: where the teacher sampled, the mixture it sampled from, ADR ranges.
 
-Both functions write a PNG through matplotlib's Agg canvas and return the path written.
+All functions write a PNG through matplotlib's Agg canvas and return the path written.
 They build ``matplotlib.figure.Figure`` objects directly instead of using pyplot, so they
 need no display, leave the process's backend and pyplot state alone, and leak no figures.
 
@@ -10,6 +10,9 @@ need no display, leave the process's backend and pyplot state alone, and leak no
 * ``plot_gmm(teacher, path)``: the teacher's current mixture as 2-sigma ellipses over the
   first two parameter dimensions (in the caller's units), each ellipse's opacity
   proportional to the component's learning progress, over the recent samples.
+* ``plot_adr_ranges(teacher, path, names=None)``: one panel per parameter of an ADR teacher,
+  its current range [lo, hi] as a band over episodes, with dashed lines at the limits and at
+  nominal.
 """
 
 from __future__ import annotations
@@ -150,6 +153,59 @@ def plot_gmm(teacher: Any, path: str | Path) -> Path:
         f"{getattr(teacher, 'name', 'teacher')}: {gmm.n_components} components "
         f"(opacity ~ progress), episode {getattr(teacher, 'episodes', '?')}"
     )
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def plot_adr_ranges(teacher: Any, path: str | Path, names: Any = None) -> Path:
+    """Draw an ADR teacher's range history, one panel per parameter (see module docstring).
+
+    Works with any teacher exposing ``range_history`` (episodes, lo, hi), ``nominal``,
+    ``low``/``high``, ``dim`` and ``episodes``, as ``AdrTeacher`` does. ``names`` labels the
+    panels (one per parameter); the default is "param i".
+    """
+    history = getattr(teacher, "range_history", None)
+    if history is None:
+        raise ValueError(
+            f"plot_adr_ranges: teacher {getattr(teacher, 'name', teacher)!r} keeps no range "
+            f"history (only the ADR teacher does)"
+        )
+    labels = [f"param {d}" for d in range(teacher.dim)] if names is None else list(names)
+    if len(labels) != teacher.dim:
+        raise ValueError(
+            f"plot_adr_ranges needs one name per parameter ({teacher.dim}); got {len(labels)}"
+        )
+    out = _prepare_path(path)
+    episodes, lo, hi = history
+    # Ranges hold until the next change: extend the last one to the current episode count.
+    end = max(int(teacher.episodes), int(episodes[-1]), 1)
+    x = np.append(episodes, end)
+    lo = np.vstack([lo, lo[-1:]])
+    hi = np.vstack([hi, hi[-1:]])
+
+    fig = Figure(figsize=(7, 1.0 + 1.8 * teacher.dim))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(teacher.dim, 1, sharex=True, squeeze=False)[:, 0]
+    for d, ax in enumerate(axes):
+        ax.fill_between(x, lo[:, d], hi[:, d], step="post", color="tab:blue", alpha=0.35,
+                        label="range")
+        ax.step(x, lo[:, d], where="post", color="tab:blue", linewidth=1.0)
+        ax.step(x, hi[:, d], where="post", color="tab:blue", linewidth=1.0)
+        ax.axhline(teacher.low[d], color="grey", linestyle="--", linewidth=1.0, label="limits")
+        ax.axhline(teacher.high[d], color="grey", linestyle="--", linewidth=1.0)
+        ax.axhline(teacher.nominal[d], color="tab:orange", linestyle="--", linewidth=1.0,
+                   label="nominal")
+        margin = 0.05 * (teacher.high[d] - teacher.low[d])
+        ax.set_ylim(teacher.low[d] - margin, teacher.high[d] + margin)
+        ax.set_xlim(0, end)
+        ax.set_ylabel(labels[d])
+    axes[0].legend(loc="best", fontsize="small", ncol=3)
+    axes[0].set_title(
+        f"{getattr(teacher, 'name', 'teacher')}: ranges over episodes "
+        f"(episode {getattr(teacher, 'episodes', '?')})"
+    )
+    axes[-1].set_xlabel("episode")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     return out

@@ -90,6 +90,14 @@ def check_env_config(cfg: EnvConfig, prefix: str = "env.") -> None:
             raise ConfigError(f"{k}points.crop_low/crop_high: expected two [x, y, z] corners with low < high, "
                               f"got {list(p.crop_low)}, {list(p.crop_high)}")
     check_randomization(cfg.randomization, f"{k}randomization.")
+    r = cfg.randomization
+    if cfg.backend == "pybullet":
+        unmodelled = [name for name, on in (("joint_armature_scale", list(r.joint_armature_scale) != [1, 1]),
+                                             ("joint_frictionloss", list(r.joint_frictionloss) != [0, 0]),
+                                             ("link_com_offset", r.link_com_offset != 0)) if on]
+        if unmodelled:
+            raise ConfigError(f"{k}randomization.{unmodelled[0]}: the pybullet backend models no joint armature, "
+                              f"dry joint friction or movable link centre of mass; leave it at its nominal value")
     c = cfg.curriculum
     if c.reward not in CURRICULUM_REWARDS:
         raise ConfigError(f"{k}curriculum.reward: expected one of {list(CURRICULUM_REWARDS)}, got {c.reward!r}")
@@ -117,6 +125,7 @@ def _fraction(key: str, value) -> None:
 
 
 def check_randomization(r, k: str = "env.randomization.") -> None:
+    check_robot_randomization(r, k)
     _range(f"{k}object_mass_scale", r.object_mass_scale, positive=True)
     _range(f"{k}object_friction_scale", r.object_friction_scale, positive=True)
     _range(f"{k}action_delay", r.action_delay, integer=True)
@@ -135,3 +144,38 @@ def check_randomization(r, k: str = "env.randomization.") -> None:
     _positive(f"{k}points.jitter", r.points.jitter, allow_zero=True)
     for name in ("dropout", "outliers"):
         _fraction(f"{k}points.{name}", getattr(r.points, name))
+
+
+def check_robot_randomization(r, k: str) -> None:
+    for name in ("link_mass_scale", "joint_damping_scale", "joint_armature_scale", "gain_kp_scale", "gain_kv_scale"):
+        _range(f"{k}{name}", getattr(r, name), positive=True)
+    _range(f"{k}joint_frictionloss", r.joint_frictionloss)
+    _range(f"{k}push_interval", r.push_interval, integer=True)
+    for name in ("link_com_offset", "gravity_tilt", "push_velocity", "camera_pos_noise", "camera_rot_noise"):
+        _positive(f"{k}{name}", getattr(r, name), allow_zero=True)
+    if r.gravity_tilt >= 90:
+        raise ConfigError(f"{k}gravity_tilt: expected degrees below 90, got {r.gravity_tilt!r}")
+    a = r.adr
+    if not a.dims:
+        return
+    from robots_ts.curriculum import TEACHERS
+    from robots_ts.sim2real.randomization.physics import ADR_DIMS
+
+    if a.teacher not in TEACHERS:
+        raise ConfigError(f"{k}adr.teacher: unknown curriculum teacher {a.teacher!r}; expected one of {sorted(TEACHERS)}")
+    if a.reward not in CURRICULUM_REWARDS:
+        raise ConfigError(f"{k}adr.reward: expected one of {list(CURRICULUM_REWARDS)}, got {a.reward!r}")
+    for name, bounds in a.dims.items():
+        if name not in ADR_DIMS:
+            raise ConfigError(f"{k}adr.dims.{name}: not a dimension ADR can drive; expected one of {sorted(ADR_DIMS)}")
+        ok = isinstance(bounds, (list, tuple)) and len(bounds) == 2 and all(_number(v) for v in bounds)
+        if not ok or not 0 <= bounds[0] < bounds[1]:
+            raise ConfigError(f"{k}adr.dims.{name}: expected limits [low, high] with 0 <= low < high, got {bounds!r}")
+        nominal = a.nominal.get(name, ADR_DIMS[name][1])
+        if not _number(nominal) or not bounds[0] <= nominal <= bounds[1]:
+            raise ConfigError(f"{k}adr.nominal.{name}: expected a value within the limits {list(bounds)}, got {nominal!r}")
+    extra = sorted(set(a.nominal) - set(a.dims))
+    if extra:
+        raise ConfigError(f"{k}adr.nominal.{extra[0]}: not one of the ADR dims {sorted(a.dims)}")
+    if "push_velocity" in a.dims and r.push_interval[1] <= 0:
+        raise ConfigError(f"{k}adr.dims.push_velocity: kicks need {k}push_interval > 0")

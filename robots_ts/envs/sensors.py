@@ -24,11 +24,20 @@ class PointCloudMaker:
     ``downsample``: "voxel" (numpy voxel grid, then a seeded random subset) or "fps" (open3d's
     farthest-point sampling after the voxel grid). The output always has ``num_points`` rows: a
     cloud with fewer points repeats random ones; an empty crop gives all-zero points.
+
+    Table removal drops points less than 4 mm above the table: the plane ``z = table_z`` of the
+    calibration, or with ``table_fit`` the plane fitted to each cloud's points near it (least
+    squares, refitted on its inliers). A camera whose real pose is off its calibration sees a
+    tilted, shifted table that a fixed threshold keeps in the cloud; the fit follows it.
     """
+
+    FIT_BAND = 0.08       # m around table_z: candidate table points for the first fit
+    FIT_REFITS = (0.03, 0.01, 0.005)   # m: residual bands of the refits (objects drop out)
+    ABOVE = 0.004         # m above the table: what table removal keeps
 
     def __init__(self, cam_pos: np.ndarray, cam_rot: np.ndarray, width: int, height: int, fovy: float,
                  num_points: int, crop_low, crop_high, remove_table: bool, table_z: float = 0.0,
-                 voxel: float = 0.01, downsample: str = "voxel", far: float = 2.5):
+                 voxel: float = 0.01, downsample: str = "voxel", far: float = 2.5, table_fit: bool = False):
         if downsample not in ("voxel", "fps"):
             raise ValueError(f"points downsample must be 'voxel' or 'fps', got {downsample!r}")
         self.rays_world = (camera_rays(width, height, fovy).reshape(-1, 3) @ np.asarray(cam_rot).T)
@@ -36,9 +45,12 @@ class PointCloudMaker:
         self.num_points = int(num_points)
         self.low = np.asarray(crop_low, dtype=np.float64)
         self.high = np.asarray(crop_high, dtype=np.float64)
-        if remove_table:
-            self.low = self.low.copy()
-            self.low[2] = max(self.low[2], table_z + 0.004)
+        self.table_z, self.table_fit = float(table_z), bool(remove_table and table_fit)
+        self.low = self.low.copy()
+        if remove_table and not table_fit:
+            self.low[2] = max(self.low[2], table_z + self.ABOVE)
+        elif self.table_fit:   # the fitted table is the floor: a table seen lower than calibrated stays in
+            self.low[2] = min(self.low[2], table_z - self.FIT_BAND)
         self.voxel = float(voxel)
         if self.voxel > 0:
             span = np.ceil((self.high - self.low) / self.voxel).astype(np.int64) + 1
@@ -51,6 +63,8 @@ class PointCloudMaker:
         pts = self.cam_pos + self.rays_world * z[:, None]
         keep = (z < self.far - 1e-3) & np.all((pts >= self.low) & (pts <= self.high), axis=1)
         pts = pts[keep]
+        if self.table_fit:
+            pts = self._drop_table(pts)
         if len(pts) == 0:
             out[:] = 0.0
             return out
@@ -75,3 +89,22 @@ class PointCloudMaker:
             idx = np.concatenate([np.arange(n), rng.integers(0, n, self.num_points - n)])
         out[:] = pts[idx]
         return out
+
+    def _drop_table(self, pts: np.ndarray) -> np.ndarray:
+        near = np.abs(pts[:, 2] - self.table_z) < self.FIT_BAND
+        if near.sum() < 30:   # too little table in view to fit: the calibrated plane
+            return pts[pts[:, 2] > self.table_z + self.ABOVE]
+        cand = pts[near]
+        coef = self._fit(cand)
+        for band in self.FIT_REFITS:   # refit on the inliers: what stands on the table drops out
+            inliers = np.abs(cand[:, 2] - cand[:, :2] @ coef[:2] - coef[2]) < band
+            if inliers.sum() < 30:
+                break
+            coef = self._fit(cand[inliers])
+        return pts[pts[:, 2] - pts[:, :2] @ coef[:2] - coef[2] > self.ABOVE]
+
+    @staticmethod
+    def _fit(p: np.ndarray) -> np.ndarray:
+        """Least-squares plane z = a x + b y + c through points (N, 3)."""
+        A = np.column_stack([p[:, :2], np.ones(len(p))])
+        return np.linalg.lstsq(A, p[:, 2], rcond=None)[0]

@@ -94,6 +94,11 @@ class BatchedEnv(VecEnv):
                     score = float(self._ep_success[i]) if self.cfg.curriculum.reward == "success" \
                         else float(self._ep_return[i])
                     w.sampler.update(w.state.params[i].copy(), score)
+                if w.adr_sampler is not None:
+                    info["randomization"] = dict(zip(w.adr_dims, w.adr_params[i].tolist()))
+                    score = float(self._ep_success[i]) if self.cfg.randomization.adr.reward == "success" \
+                        else float(self._ep_return[i])
+                    w.adr_sampler.update(w.adr_params[i].copy(), score)
             w.reset_worlds(done_ids)
             fresh = w.observe(done_ids)
             for k in obs:

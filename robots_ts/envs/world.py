@@ -18,6 +18,7 @@ from robots_ts.envs.params import ParamSpace
 from robots_ts.envs.sensors import PointCloudMaker
 from robots_ts.envs.tasks import TASKS
 from robots_ts.robot.arm import Arm, proprio_layout
+from robots_ts.robot.description import panda
 from robots_ts.envs.backends.backend import ImageRequest, StateBatch, make_backend
 from robots_ts.envs.backends.scene import WorldEdit, camera
 
@@ -42,6 +43,7 @@ class WorldBatch:
         self.task = task_cls()
         self.param_space: ParamSpace = task_cls.params.with_bounds(cfg.params)
         self.arm = Arm(control=cfg.control)
+        self.desc = panda()
         self.episode_steps = int(cfg.episode_steps or task_cls.episode_steps)
         self.reward_scales = {**task_cls.reward_scales, **cfg.reward_scales}
         self.sampler = sampler
@@ -62,6 +64,7 @@ class WorldBatch:
         self.diverged = np.zeros(n, dtype=bool)
         self.prev_action = np.zeros((n, self.action_dim))
         self.t = np.zeros(n, dtype=np.int64)
+        self.episode_edits: list[list] = [[] for _ in range(n)]   # each world's world edits this episode
         self._init_sensors()
         self._init_randomization()
         self.seed(seed)
@@ -104,7 +107,8 @@ class WorldBatch:
             cam = camera(self.cfg.depth.camera)
             self.cloud = PointCloudMaker(np.asarray(cam.pos), cam.rotation(), pc.width, pc.height, cam.fovy,
                                          pc.num_points, pc.crop_low, pc.crop_high, pc.remove_table, voxel=pc.voxel,
-                                         downsample=pc.downsample, far=self.cfg.depth.far)
+                                         downsample=pc.downsample, far=self.cfg.depth.far,
+                                         table_fit=pc.table_fit)
             img = images["points"] if "points" in images else images["depth"]
             self._post = lambda i: self.cloud(img[i], self.rngs[i], self.points[i])
         self.renders = bool(images)
@@ -115,21 +119,41 @@ class WorldBatch:
 
         r = self.cfg.randomization
         n = self.num_envs
-        self.proprio_noise = ProprioNoise(n, r.joint_pos_noise, r.joint_pos_bias, r.joint_vel_noise, r.action_noise)
-        self.action_delay = DelayLine(n, *r.action_delay)
-        self.obs_delay = {g: DelayLine(n, *r.obs_delay) for g in self.observation_space.spaces}
+        # ADR: a curriculum teacher chooses these dimensions' values per episode (see seed()).
+        self.adr_dims = tuple(r.adr.dims)
+        self.adr_sampler = None
+        self.adr_params = np.zeros((n, len(self.adr_dims)))
+        limit = {d: int(np.ceil(r.adr.dims[d][1])) for d in ("action_delay", "obs_delay") if d in r.adr.dims}
+        self.proprio_noise = ProprioNoise(n, r.joint_pos_noise, r.joint_pos_bias, r.joint_vel_noise, r.action_noise,
+                                          adaptive=self.adr_dims)
+        self.action_delay = DelayLine(n, r.action_delay[0], max(r.action_delay[1], limit.get("action_delay", 0)))
+        obs_high = max(r.obs_delay[1], limit.get("obs_delay", 0))
+        self.obs_delay = {g: DelayLine(n, r.obs_delay[0], obs_high) for g in self.observation_space.spaces}
         c = self.cfg.depth
         self.depth_model = DepthSensorModel(r.depth, c.near, c.far) if "depth" in self.groups else None
         p = r.points
         self.points_noisy = "points" in self.groups and any(v > 0 for v in (p.jitter, p.dropout, p.outliers))
+        # Velocity kicks of the free objects at intervals: the step each world's next kick is due.
+        self.pushes = r.push_interval[1] > 0 and any(b.free for b in self.task.bodies)
+        self.next_push = np.zeros(n, dtype=np.int64)
+        self.push_speed = np.full(n, r.push_velocity)
+        self.push_exact = "push_velocity" in self.adr_dims
         # Observations go through the sensor models and the delay line: computed once per step.
         self.randomizes_obs = (self.proprio_noise.active and "proprio" in self.groups) or self.points_noisy \
-            or (self.depth_model is not None and self.depth_model.active) or r.obs_delay[1] > 0
+            or (self.depth_model is not None and self.depth_model.active) or obs_high > 0
 
     def seed(self, seed: int | None) -> None:
-        children = np.random.SeedSequence(seed).spawn(self.num_envs + 1)
-        self.rngs = [np.random.default_rng(s) for s in children[:-1]]   # one per world
-        self.noise_rng = np.random.default_rng(children[-1])              # per-step sensor and action noise
+        n = self.num_envs
+        children = np.random.SeedSequence(seed).spawn(2 * n + 1)
+        self.rngs = [np.random.default_rng(s) for s in children[:n]]        # one per world: the task's draws
+        self.noise_rng = np.random.default_rng(children[n])                 # per-step sensor and action noise
+        # One more per world for the randomizers' per-episode draws: a world's task parameters and
+        # start pose are the same whatever randomization it runs under (paired evaluations).
+        self.rand_rngs = [np.random.default_rng(s) for s in children[n + 1:]]
+        if self.adr_dims and self.adr_sampler is None:   # built once: it learns over the whole run
+            from robots_ts.sim2real.randomization.adr import make_adr_sampler
+
+            self.adr_sampler = make_adr_sampler(self.cfg.randomization.adr, seed)
 
     def reset_worlds(self, ids) -> None:
         """Start a new episode in the given worlds: draw parameters, place objects, render."""
@@ -137,9 +161,10 @@ class WorldBatch:
         if not ids:
             return
         q_arm = np.empty((len(ids), 7))
-        edits = []
+        edits, fixed = [], []
         for k, i in enumerate(ids):
             rng = self.rngs[i]
+            fixed.append(self._adr_values(i))
             params = self.sampler.sample() if self.sampler is not None else self.param_space.sample(rng)
             params = self.param_space.clip(np.asarray(params, dtype=np.float64))
             q_arm[k] = np.clip(self.arm.home + rng.uniform(-1, 1, 7) * self.cfg.init_noise,
@@ -147,7 +172,8 @@ class WorldBatch:
             edit = WorldEdit()
             self.state.command[i] = self.task.reset_world(edit, params, rng)
             self.state.params[i] = params
-            edits.append(self._randomize_physics(i, edit.ops))
+            edits.append(self._randomize_physics(i, edit.ops, fixed[k]))
+            self.episode_edits[i] = edits[-1]
         self.backend.reset(ids, q_arm, self.arm.finger_open, edits, self._post)
         self.q_target[ids] = q_arm
         self.prev_action[ids] = 0.0
@@ -155,20 +181,53 @@ class WorldBatch:
         self.t[ids] = 0
         self.diverged[ids] = False
         self.state.finger[:] = self.state.qpos[:, self.arm.finger_qpos_idx]
-        self.proprio_noise.reset(ids, self.rngs)
-        self.action_delay.reset(ids, self.prev_action[ids], self.rngs)
+        self.proprio_noise.reset(ids, self.rand_rngs, fixed if self.adr_dims else None)
+        self.action_delay.reset(ids, self.prev_action[ids], self.rand_rngs,
+                                [f.get("action_delay") for f in fixed] if self.adr_dims else None)
+        if self.pushes:
+            r = self.cfg.randomization
+            for k, i in enumerate(ids):
+                self.next_push[i] = self.rand_rngs[i].integers(r.push_interval[0], r.push_interval[1] + 1)
+                self.push_speed[i] = fixed[k].get("push_velocity", r.push_velocity)
         if self.randomizes_obs:
             fresh = self._sensed(self._clean_obs(ids), ids)
             for g, line in self.obs_delay.items():
-                line.reset(ids, fresh[g], self.rngs)
+                line.reset(ids, fresh[g], self.rand_rngs, [f.get("obs_delay") for f in fixed] if self.adr_dims else None)
 
-    def _randomize_physics(self, i: int, ops: list) -> list:
-        from robots_ts.sim2real.randomization.physics import draw_scale, scale_object_edits
+    def _adr_values(self, i: int) -> dict:
+        """This episode's values of the ADR dimensions for world ``i`` (empty without ADR)."""
+        if self.adr_sampler is None:
+            return {}
+        v = np.asarray(self.adr_sampler.sample(), dtype=np.float64)
+        self.adr_params[i] = v
+        return dict(zip(self.adr_dims, v.tolist()))
+
+    def _randomize_physics(self, i: int, ops: list, fixed: dict) -> list:
+        from robots_ts.sim2real.randomization.physics import draw_scale, robot_edits, scale_object_edits
 
         r = self.cfg.randomization
-        rng = self.rngs[i]
-        return scale_object_edits(ops, self.task.bodies, draw_scale(rng, r.object_mass_scale),
-                                  draw_scale(rng, r.object_friction_scale))
+        rng = self.rand_rngs[i]
+        mass = fixed["object_mass_scale"] if "object_mass_scale" in fixed else draw_scale(rng, r.object_mass_scale)
+        friction = fixed["object_friction_scale"] if "object_friction_scale" in fixed \
+            else draw_scale(rng, r.object_friction_scale)
+        ops = scale_object_edits(ops, self.task.bodies, mass, friction)
+        cam = self.cfg.depth.camera if self.renders else None
+        return ops + robot_edits(r, rng, self.desc.arm_joints, self.desc.finger_joints, cam, fixed)
+
+    def _kicks(self) -> np.ndarray | None:
+        """Velocity kicks due this step (N, 3), drawing each kicked world's next interval."""
+        due = np.flatnonzero(self.t + 1 == self.next_push)
+        if not len(due):
+            return None
+        from robots_ts.sim2real.randomization.physics import kick
+
+        r = self.cfg.randomization
+        kicks = np.zeros((self.num_envs, 3))
+        for i in due:
+            rng = self.rand_rngs[i]
+            kicks[i] = kick(rng, self.push_speed[i], exact=self.push_exact)
+            self.next_push[i] += rng.integers(max(1, r.push_interval[0]), r.push_interval[1] + 1)
+        return kicks
 
     def check_actions(self, actions) -> np.ndarray:
         raw = np.asarray(actions)
@@ -199,7 +258,7 @@ class WorldBatch:
         executed = self.proprio_noise.actions(executed, self.noise_rng)
         q = s.qpos[:, self.arm.qpos_idx]
         self.q_target, finger = self.arm.targets(executed, q, self.q_target, s.ee_pos, s.ee_rot, s.jac)
-        self.diverged |= self.backend.step(self.q_target, finger, self._post)
+        self.diverged |= self.backend.step(self.q_target, finger, self._post, self._kicks() if self.pushes else None)
         s.finger[:] = s.qpos[:, self.arm.finger_qpos_idx]
         self.t += 1
         terms = self.task.reward_terms(s)

@@ -1,2 +1,2 @@
-"""What carries a policy from simulation toward a robot: domain randomization (``randomization``);
-export and deployment come next."""
+"""What carries a policy from simulation toward a robot: domain randomization (``randomization``)
+and export of a run's policy with its manifest (``export``); deployment comes next."""

@@ -170,6 +170,145 @@ def test_depth_model_loses_pixels_as_zero_and_keeps_background():
     np.testing.assert_array_equal(clean(img, np.random.default_rng(0)), img)
 
 
+def _scene(n: int = 6, size: int = 64) -> np.ndarray:
+    """Render-like depth: a table plane seen at an angle, a box and a sphere, a strip with no
+    surface (far), objects touching the image borders."""
+    rng = np.random.default_rng(5)
+    v, u = np.mgrid[0:size, 0:size].astype(np.float32)
+    out = np.empty((n, size, size), np.float32)
+    for i in range(n):
+        z = rng.uniform(0.9, 1.2) / (1.0 + 0.6 * (v - size / 2) / size)
+        y0, x0 = rng.integers(0, size - 12, 2)
+        z[y0:y0 + 12, x0:x0 + 16] = rng.uniform(0.3, 0.7)
+        z[:6, -10:] = 0.45                                    # at the image's corner
+        inside = (v - rng.uniform(8, 56)) ** 2 + (u - rng.uniform(8, 56)) ** 2 < 49
+        z[inside] = np.minimum(z[inside], 0.6)
+        out[i] = np.clip(z, 0.3, 1.5)
+    out[:, :4] = 2.5
+    return out
+
+
+def _default_depth_noise() -> DepthNoiseConfig:
+    return load_config(EnvConfig, None, ["randomization=@configs/randomization/default.yaml"]).randomization.depth
+
+
+def test_depth_model_output_is_a_fresh_float32_image_in_range_and_the_input_is_untouched():
+    cfg = _default_depth_noise()
+    img = _scene()
+    before = img.copy()
+    model = DepthSensorModel(cfg, 0.1, 2.5)
+    a = model(img, np.random.default_rng(3))
+    np.testing.assert_array_equal(img, before)
+    assert a.dtype == np.float32 and a.shape == img.shape and a.flags.c_contiguous
+    lost = a == 0
+    assert 0.01 < lost.mean() < 0.2 and np.isfinite(a).all()
+    assert a[~lost].min() >= 0.1 and a[~lost].max() <= 2.5
+    assert np.all((a[:, :2] == 2.5) | lost[:, :2])           # no surface (rows 0-3; shifts reach 2 px) stays far
+    # A second call returns new memory: results kept by a delay line are never overwritten.
+    b = model(img, np.random.default_rng(4))
+    assert not np.shares_memory(a, b) and not np.array_equal(a, b)
+    # The same generator state gives the same image, also from another instance, and from float64.
+    np.testing.assert_array_equal(DepthSensorModel(cfg, 0.1, 2.5)(img.astype(np.float64), np.random.default_rng(3)), a)
+
+
+def _coded(n: int, size: int) -> np.ndarray:
+    """Each pixel's value names its world, row and column."""
+    idx = np.arange(size * size, dtype=np.float32).reshape(size, size) / (size * size)
+    return (1.0 + np.arange(n, dtype=np.float32)[:, None, None] + idx[None]).astype(np.float32)
+
+
+@pytest.mark.parametrize("bank", [None, 100])   # 100: the batch is larger than the bank, drawn fresh
+def test_depth_model_pixel_shift_reads_its_own_image_within_two_pixels(bank):
+    from robots_ts.sim2real.randomization.depth import NoiseBank
+
+    n, size = 4, 32
+    img = _coded(n, size)
+    rows, cols = np.mgrid[0:size, 0:size]
+    for sigma in (0.5, 3.0):
+        model = DepthSensorModel(DepthNoiseConfig(pixel_shift=sigma), 0.1, 10.0)
+        if bank is not None:
+            model._bank = NoiseBank(0, size=bank)
+        rng = np.random.default_rng(0)
+        dv = []
+        for _ in range(8):
+            out = model(img, rng)
+            world = np.floor(out) - 1
+            pix = np.rint((out - 1 - world) * size * size).astype(int)
+            src_r, src_c = pix // size, pix % size
+            assert np.array_equal(world, np.broadcast_to(np.arange(n)[:, None, None], out.shape))
+            assert np.abs(src_r - rows).max() <= 2 and np.abs(src_c - cols).max() <= 2
+            dv.append((src_r - rows)[:, 2:-2, 2:-2].ravel())
+            top = src_r[:, 0]                                   # edge replicated: row 0 reads rows 0..2
+            assert top.max() <= 2
+        dv = np.concatenate(dv)
+        if sigma == 0.5:   # P(rint(0.5 g) = d): 0.683 at 0, 0.157 at +-1, 0.0013 at +-2
+            for d, p in ((0, 0.6827), (1, 0.1573), (-1, 0.1573)):
+                assert np.mean(dv == d) == pytest.approx(p, abs=0.015)
+            assert np.mean(np.abs(dv) == 2) < 0.01
+            assert np.mean(top == 0) == pytest.approx(0.5 + 0.6827 / 2, abs=0.04)
+        else:              # clipped at 2 px
+            assert np.mean(np.abs(dv) == 2) > 0.3
+
+
+def _reference_edges(z: np.ndarray, threshold: float) -> np.ndarray:
+    inv = 1.0 / np.maximum(z, np.float32(1e-3))
+    edge = np.zeros(z.shape, dtype=bool)
+    for axis in (1, 2):
+        bend = np.abs(np.diff(inv, n=2, axis=axis)) > threshold
+        for off in (0, 1, 2):
+            sl = [slice(None)] * 3
+            sl[axis] = slice(off, z.shape[axis] - 2 + off)
+            edge[tuple(sl)] |= bend
+    return edge
+
+
+def test_depth_model_edges_are_bends_of_inverse_depth_within_each_image():
+    # Images whose borders jump against their neighbours' (next row, next image): jumps that the
+    # flattened batch would show between images or rows must not count.
+    img = _scene(n=5, size=24)
+    img[1::2, -1, :] = 0.35
+    img[0::2, :, 0] = 1.4
+    img[2, 5, 5] = 0.0                                          # as 1 / max(z, 1e-3)
+    out = DepthSensorModel(DepthNoiseConfig(edge_dropout=1.0), 0.1, 2.5)(img, np.random.default_rng(0))
+    np.testing.assert_array_equal(out == 0, _reference_edges(img, 0.03))
+    # A table seen at a grazing angle (inverse depth linear down the image) has no edges.
+    ramp = 1.0 / np.linspace(1.0 / 0.5, 1.0 / 1.5, 16, dtype=np.float32)
+    plane = np.repeat(ramp[None, :, None], 24, axis=2).repeat(2, axis=0)
+    out = DepthSensorModel(DepthNoiseConfig(edge_dropout=1.0), 0.1, 2.5)(plane, np.random.default_rng(0))
+    assert not (out == 0).any()
+
+
+def test_depth_model_blobs_are_disks_inside_their_own_image():
+    """The batched blobs against one blob at a time over its bounding box, from the same draws
+    (each world's count, then its blobs' rows, columns and radii as uniforms), with centres at
+    the image borders and corners."""
+    n, h, w, b = 6, 16, 20, 3
+    cfg = DepthNoiseConfig(blobs=b, blob_radius=[1.0, 6.0])
+    model = DepthSensorModel(cfg, 0.1, 2.5)
+    rng = np.random.default_rng(1)
+    for trial in range(30):
+        u = rng.random(n * (1 + 3 * b))
+        slots = u[n:].reshape(3, n, b)
+        if trial % 2:                                           # centres on the borders
+            slots[0, :, 0], slots[1, :, 0] = 0.999, 0.999
+            slots[0, :, 1], slots[1, :, 1] = 0.001, 0.5
+            slots[0, :, 2], slots[1, :, 2] = 0.5, 0.999
+        keep = np.ones((n, h, w), dtype=bool)
+        model._blobs(keep, u)
+        want = np.ones((n, h, w), dtype=bool)
+        counts = np.minimum((u[:n] * (b + 1)).astype(int), b)
+        yy, xx = np.arange(h), np.arange(w)
+        for i in range(n):
+            for k in range(counts[i]):
+                cy, cx = slots[0, i, k] * h, slots[1, i, k] * w
+                r = 1.0 + slots[2, i, k] * 5.0
+                y0, y1 = max(0, int(cy - r)), min(h, int(cy + r) + 1)
+                x0, x1 = max(0, int(cx - r)), min(w, int(cx + r) + 1)
+                disk = (yy[y0:y1, None] - cy) ** 2 + (xx[None, x0:x1] - cx) ** 2 <= r ** 2
+                want[i, y0:y1, x0:x1] &= ~disk
+        np.testing.assert_array_equal(keep, want)
+
+
 def test_invalid_depth_never_reaches_a_network_as_nan():
     from robots_ts.policies.students.config import StudentNetConfig
     from robots_ts.policies.students.networks import Student

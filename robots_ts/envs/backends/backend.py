@@ -79,9 +79,11 @@ class Backend(ABC):
 
     @abstractmethod
     def step(self, q_target: np.ndarray, finger: np.ndarray,
-             post: Callable[[int], None] | None = None) -> np.ndarray:
+             post: Callable[[int], None] | None = None, kicks: np.ndarray | None = None) -> np.ndarray:
         """One control step of every world toward joint targets (N, 7) and finger targets (N,).
-        Returns the (N,) bool mask of worlds whose physics diverged (and were put back)."""
+        ``kicks`` (N, 3), when given: linear velocity (m/s, world frame) added to every free body
+        of each world before it steps (the push randomizer). Returns the (N,) bool mask of worlds
+        whose physics diverged (and were put back)."""
 
     @abstractmethod
     def rgb(self, i: int, width: int, height: int, camera: str = "scene", markers: bool = True) -> np.ndarray:

@@ -19,9 +19,10 @@ import numpy as np
 
 from robots_ts.envs.workers import WorkerPool
 from robots_ts.robot.description import panda
+from robots_ts.robot.dynamics import LINK_INERTIALS
 from robots_ts.robot.mujoco_scene import scene_model, set_body_mass, set_geom_size
 from robots_ts.envs.backends.backend import Backend, ImageRequest, StateBatch
-from robots_ts.envs.backends.scene import state_layout
+from robots_ts.envs.backends.scene import camera, state_layout
 
 _BAD = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
 
@@ -33,6 +34,10 @@ def divergence_count(data: mujoco.MjData) -> int:
 def task_model(task_cls) -> mujoco.MjModel:
     """The compiled scene of a task (cached per process; copy it before changing values)."""
     return scene_model(tuple(task_cls.bodies))
+
+
+# Robot edits that change the solver's constants (mj_setConst recomputes them).
+_INERTIAL_EDITS = ("link_mass", "link_com", "joint")
 
 
 class MujocoBackend(Backend):
@@ -60,8 +65,13 @@ class MujocoBackend(Backend):
         self._bodies = {b.name: base.body(b.name).id for b in task_cls.bodies}
         self._mocap = {b.name: base.body(b.name).mocapid[0] for b in task_cls.bodies if not b.free}
         self._free_qpos = {name: sl for name, sl in layout.qpos.items()}
+        self._free_lin_vel = [np.arange(sl.start, sl.start + 3) for sl in layout.qvel.values()]
         self._free_geoms = {b.name: [self._geoms[s.name] for s in b.shapes] for b in task_cls.bodies if b.free}
         self.changes_inertia = any(b.free for b in task_cls.bodies)
+        self._links = {name: base.body(name).id for name in LINK_INERTIALS}
+        self._dofs = {j: base.joint(j).dofadr[0] for j in desc.arm_joints + desc.finger_joints}
+        self._actuators = {j: base.actuator(j).id for j in desc.arm_joints}
+        self._cameras = {base.camera(k).name: k for k in range(base.ncam)}
         self._jac = np.zeros((n, 6, base.nv))
         self._bad_counts = np.zeros(n, dtype=np.int64)
         for key, r in self.requests.items():
@@ -131,8 +141,38 @@ class MujocoBackend(Backend):
             elif kind == "friction":
                 for g in self._free_geoms[name]:
                     m.geom_friction[g, 0] = op[2]
+            elif kind == "link_mass":
+                b = self._lookup(self._links, name, "robot link")
+                m.body_mass[b] *= op[2]
+                m.body_inertia[b] *= op[2]
+                m.body_gravcomp[b] = 1.0 / op[2]   # the controller compensates the nominal weight
+            elif kind == "link_com":
+                m.body_ipos[self._lookup(self._links, name, "robot link")] += op[2]
+            elif kind == "joint":
+                dof = self._lookup(self._dofs, name, "robot joint")
+                m.dof_damping[dof] *= op[2]
+                m.dof_armature[dof] *= op[3]
+                m.dof_frictionloss[dof] += op[4]
+            elif kind == "gains":
+                a = self._lookup(self._actuators, name, "arm joint")
+                m.actuator_gainprm[a, 0] *= op[2]
+                m.actuator_biasprm[a, 1] *= op[2]
+                m.actuator_biasprm[a, 2] *= op[3]
+            elif kind == "gravity":
+                m.opt.gravity[:] = op[2]
+            elif kind == "camera":
+                cam = self._lookup(self._cameras, name, "camera")
+                moved = camera(name).moved(op[2], op[3])
+                m.cam_pos[cam] = moved.pos
+                mujoco.mju_mat2Quat(m.cam_quat[cam], moved.rotation().reshape(-1))
             else:
                 raise ValueError(f"unknown world edit {kind!r}")
+
+    @staticmethod
+    def _lookup(table: dict, name: str, what: str) -> int:
+        if name not in table:
+            raise ValueError(f"world edit names {what} {name!r}; known: {sorted(table)}")
+        return table[name]
 
     def _restore_nominal(self, i: int) -> None:
         """Undo every earlier edit of world ``i``'s model (sizes, offsets, masses, frictions)."""
@@ -144,6 +184,16 @@ class MujocoBackend(Backend):
         m.geom_friction[:] = nom.geom_friction
         m.body_mass[:] = nom.body_mass
         m.body_inertia[:] = nom.body_inertia
+        m.body_ipos[:] = nom.body_ipos
+        m.body_gravcomp[:] = nom.body_gravcomp
+        m.dof_damping[:] = nom.dof_damping
+        m.dof_armature[:] = nom.dof_armature
+        m.dof_frictionloss[:] = nom.dof_frictionloss
+        m.actuator_gainprm[:] = nom.actuator_gainprm
+        m.actuator_biasprm[:] = nom.actuator_biasprm
+        m.opt.gravity[:] = nom.opt.gravity
+        m.cam_pos[:] = nom.cam_pos
+        m.cam_quat[:] = nom.cam_quat
 
     # ---------------------------------------------------------------------------------- seam
     def reset(self, ids: Sequence[int], q_arm: np.ndarray, finger: float, edits: Sequence[list],
@@ -158,7 +208,7 @@ class MujocoBackend(Backend):
             d.ctrl[self.ctrl_idx] = q_arm[k]
             d.ctrl[self.gripper_ctrl] = finger
             self._apply(i, edits[k])
-            if self.changes_inertia:
+            if self.changes_inertia or any(op[0] in _INERTIAL_EDITS for op in edits[k]):
                 # Masses may have changed: refresh the solver's inverse weights (on scratch data,
                 # since mj_setConst overwrites the state it is given).
                 mujoco.mj_setConst(m, self._scratch)
@@ -173,7 +223,7 @@ class MujocoBackend(Backend):
                 post(i)
 
     def step(self, q_target: np.ndarray, finger: np.ndarray,
-             post: Callable[[int], None] | None = None) -> np.ndarray:
+             post: Callable[[int], None] | None = None, kicks: np.ndarray | None = None) -> np.ndarray:
         ctrl_idx, grip, substeps = self.ctrl_idx, self.gripper_ctrl, self.substeps
         diverged = np.zeros(self.num_envs, dtype=bool)
         renders = bool(self.requests)
@@ -183,6 +233,9 @@ class MujocoBackend(Backend):
                 m, d = self.models[i], self.datas[i]
                 d.ctrl[ctrl_idx] = q_target[i]
                 d.ctrl[grip] = finger[i]
+                if kicks is not None:
+                    for vel in self._free_lin_vel:
+                        d.qvel[vel] += kicks[i]
                 mujoco.mj_step(m, d, nstep=substeps)
                 count = divergence_count(d)
                 if count != self._bad_counts[i]:

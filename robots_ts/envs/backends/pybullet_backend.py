@@ -50,7 +50,8 @@ import numpy as np
 
 from robots_ts.envs.backends.backend import Backend, ImageRequest, StateBatch
 from robots_ts.envs.backends.scene import (FINGER_FRICTION, GRAVITY, TABLE_FRICTION, TABLE_HALF, TABLE_POS, TIMESTEP, Body,
-                                 box_inertia, camera, state_layout)
+                                 ROBOT_EDITS, box_inertia, camera, state_layout)
+from robots_ts.robot.dynamics import LINK_INERTIALS
 
 PROJECTION_NEAR, PROJECTION_FAR = 0.02, 6.0   # depth-buffer planes; images are clipped to the request's
 
@@ -180,12 +181,15 @@ class _Worlds:
         self.clients = {i: _connect(p) for i in self.ids}
         self.robot, self.objects, self.built = {}, {}, {}
         self.last_reset: dict[int, tuple] = {}
+        self.gains = {i: self.kp for i in self.ids}     # per world: the randomizers scale them
+        self.edited: set[int] = set()                   # worlds whose robot or world differs from nominal
         for i, c in self.clients.items():
             self._build(i, c)
         self._views = {}
         for key, r in requests.items():
             cam = camera(r.camera)
             self._views[key] = (view_matrix(cam), projection_matrix(p, cam, r.width, r.height))
+        self.views = {i: self._views for i in self.ids}  # per world: a moved camera renders its own
 
     # ---------------------------------------------------------------------------------- scene
     def _build(self, i: int, c: int) -> None:
@@ -197,7 +201,12 @@ class _Worlds:
         info = [p.getJointInfo(robot, j, physicsClientId=c) for j in range(p.getNumJoints(robot, physicsClientId=c))]
         names = {x[1].decode(): x[0] for x in info}
         self.joints = [names[j] for j in self.desc.arm_joints + self.desc.finger_joints]
-        self.tcp = {x[12].decode(): x[0] for x in info}[self.desc.tcp_link]
+        links = {x[12].decode(): x[0] for x in info}
+        self.tcp = links[self.desc.tcp_link]
+        # Nominal mass and principal inertia of the links the randomizers scale.
+        self.links = {name: links[name] for name in LINK_INERTIALS if name in links}
+        self.nominal_links = {name: p.getDynamicsInfo(robot, j, physicsClientId=c)[:3:2]
+                              for name, j in self.links.items()}
         for j in range(len(info)):
             p.changeDynamics(robot, j, linearDamping=0.0, angularDamping=0.0, physicsClientId=c)
         for k, j in enumerate(self.joints):
@@ -268,6 +277,9 @@ class _Worlds:
     def _reset_one(self, i: int, q_arm, finger: float, ops: list) -> None:
         p, c, robot = self.p, self.clients[i], self.robot[i]
         self.last_reset[i] = (q_arm, finger, ops)
+        robot_ops = [op for op in ops if op[0] in ROBOT_EDITS]
+        ops = [op for op in ops if op[0] not in ROBOT_EDITS]
+        self._robot_edits(i, robot_ops)
         q = list(q_arm) + [finger, finger]
         for k, j in enumerate(self.joints):
             p.resetJointState(robot, j, q[k], 0.0, physicsClientId=c)
@@ -306,19 +318,81 @@ class _Worlds:
                 p.resetBasePositionAndOrientation(uid, pos, (x, y, z, w), physicsClientId=c)
                 p.resetBaseVelocity(uid, (0, 0, 0), (0, 0, 0), physicsClientId=c)
 
+    def _robot_edits(self, i: int, ops: list) -> None:
+        """Nominal robot, gravity and camera for world ``i``, then the randomizers' edits.
+
+        pybullet has no joint armature, dry joint friction or movable link centre of mass: edits
+        asking for them raise. Its servo is first order (``Kp = dt kp / kv``, module docstring),
+        so the gain scales enter as their ratio.
+        """
+        p, c, robot = self.p, self.clients[i], self.robot[i]
+        if i in self.edited:
+            for name, j in self.links.items():
+                mass, inertia = self.nominal_links[name]
+                p.changeDynamics(robot, j, mass=mass, localInertiaDiagonal=inertia, physicsClientId=c)
+            for k, j in enumerate(self.joints):
+                p.changeDynamics(robot, j, jointDamping=self.damping[k], physicsClientId=c)
+            p.setGravity(*GRAVITY, physicsClientId=c)
+            self.gains[i], self.views[i] = self.kp, self._views
+            self.edited.discard(i)
+        if not ops:
+            return
+        self.edited.add(i)
+        index = {name: k for k, name in enumerate(self.desc.arm_joints + self.desc.finger_joints)}
+        gains, views = self.kp.copy(), dict(self._views)
+        for op in ops:
+            kind, name = op[0], op[1]
+            if kind == "link_mass":
+                if name not in self.links:
+                    raise ValueError(f"world edit names robot link {name!r}; known: {sorted(self.links)}")
+                mass, inertia = self.nominal_links[name]
+                p.changeDynamics(robot, self.links[name], mass=mass * op[2],
+                                 localInertiaDiagonal=[v * op[2] for v in inertia], physicsClientId=c)
+            elif kind == "joint":
+                if op[3] != 1.0 or op[4] != 0.0:
+                    raise ValueError("the pybullet backend models no joint armature or dry joint friction: "
+                                     "leave joint_armature_scale at [1, 1] and joint_frictionloss at [0, 0]")
+                k = index[name]
+                p.changeDynamics(robot, self.joints[k], jointDamping=self.damping[k] * op[2], physicsClientId=c)
+            elif kind == "gains":
+                gains[index[name]] *= op[2] / op[3]
+            elif kind == "gravity":
+                p.setGravity(*op[2], physicsClientId=c)
+            elif kind == "camera":
+                for key, r in self.requests.items():
+                    if r.camera == name:
+                        cam = camera(name).moved(op[2], op[3])
+                        views[key] = (view_matrix(cam), self._views[key][1])
+            else:
+                raise ValueError(f"the pybullet backend cannot apply world edit {kind!r} "
+                                 f"(no movable link centre of mass)" if kind == "link_com" else
+                                 f"unknown world edit {kind!r}")
+        self.gains[i], self.views[i] = gains, views
+
     def _motors(self, i: int, q_target, finger: float) -> None:
         p = self.p
         targets = list(q_target) + [finger, finger]
         p.setJointMotorControlArray(self.robot[i], self.joints, p.POSITION_CONTROL, targetPositions=targets,
                                     targetVelocities=[0.0] * 9, forces=self.effort.tolist(),
-                                    positionGains=self.kp.tolist(), velocityGains=[1.0] * 9,
+                                    positionGains=self.gains[i].tolist(), velocityGains=[1.0] * 9,
                                     physicsClientId=self.clients[i])
 
+    def _kick(self, i: int, dv) -> None:
+        """Add the linear velocity ``dv`` (m/s, world frame) to every free body of world ``i``."""
+        p, c = self.p, self.clients[i]
+        for b in self.bodies:
+            if b.free:
+                uid = self.objects[i][b.name]
+                lin, ang = p.getBaseVelocity(uid, physicsClientId=c)
+                p.resetBaseVelocity(uid, np.add(lin, dv).tolist(), ang, physicsClientId=c)
+
     # ----------------------------------------------------------------------------------- step
-    def step(self, q_target: np.ndarray, finger: np.ndarray) -> dict:
+    def step(self, q_target: np.ndarray, finger: np.ndarray, kicks: np.ndarray | None = None) -> dict:
         diverged = []
         for k, i in enumerate(self.ids):
             self._motors(i, q_target[k], float(finger[k]))
+            if kicks is not None and kicks[k].any():
+                self._kick(i, kicks[k])
             self.p.stepSimulation(physicsClientId=self.clients[i])
         out = self._report(self.ids)
         bad = ~(np.isfinite(out["qpos"]).all(axis=1) & np.isfinite(out["qvel"]).all(axis=1)
@@ -342,6 +416,7 @@ class _Worlds:
         self.p.disconnect(physicsClientId=self.clients[i])
         self.clients[i] = _connect(self.p)
         self._build(i, self.clients[i])
+        self.edited.discard(i)   # a fresh world is nominal
 
     # --------------------------------------------------------------------------------- gather
     def _report(self, ids: list[int]) -> dict:
@@ -381,7 +456,7 @@ class _Worlds:
 
     def depth(self, i: int, key: str) -> np.ndarray:
         r = self.requests[key]
-        view, proj = self._views[key]
+        view, proj = self.views[i][key]
         _, _, _, buf, _ = self.p.getCameraImage(r.width, r.height, view, proj, renderer=self.p.ER_TINY_RENDERER,
                                                 flags=self.p.ER_NO_SEGMENTATION_MASK,
                                                 physicsClientId=self.clients[i])
@@ -546,8 +621,9 @@ class PyBulletBackend(Backend):
             self._store(out, post)
 
     def step(self, q_target: np.ndarray, finger: np.ndarray,
-             post: Callable[[int], None] | None = None) -> np.ndarray:
-        outs = self._call_all("step", [(q_target[c], finger[c]) for c in self.chunks])
+             post: Callable[[int], None] | None = None, kicks: np.ndarray | None = None) -> np.ndarray:
+        outs = self._call_all("step", [(q_target[c], finger[c], None if kicks is None else kicks[c])
+                                       for c in self.chunks])
         diverged = np.zeros(self.num_envs, dtype=bool)
         for out in outs:
             self._store(out, post)

@@ -45,6 +45,24 @@ class Camera:
         y /= np.linalg.norm(y)
         return np.stack([x, y, np.cross(x, y)], axis=1)
 
+    def moved(self, offset, rotvec) -> "Camera":
+        """This camera displaced by ``offset`` (m, world frame) and turned about its own centre by
+        the rotation vector ``rotvec`` (rad, world frame): an extrinsic calibration error."""
+        R = rotation_matrix(rotvec) @ self.rotation()
+        return Camera(self.name, tuple(np.asarray(self.pos, dtype=np.float64) + np.asarray(offset, dtype=np.float64)),
+                      tuple(R[:, 0]) + tuple(R[:, 1]), self.fovy)
+
+
+def rotation_matrix(rotvec) -> np.ndarray:
+    """(3, 3) rotation of a rotation vector (axis times angle in radians), Rodrigues' formula."""
+    v = np.asarray(rotvec, dtype=np.float64)
+    angle = float(np.linalg.norm(v))
+    if angle < 1e-12:
+        return np.eye(3)
+    k = v / angle
+    K = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + np.sin(angle) * K + (1.0 - np.cos(angle)) * K @ K
+
 
 SCENE_CAMERA = Camera("scene", (0.95, -0.5, 0.75), (0.7348, 0.6783, 0.0, -0.4933, 0.5344, 0.6863), 48.0)
 CAMERAS = {SCENE_CAMERA.name: SCENE_CAMERA}
@@ -124,10 +142,14 @@ def state_layout(bodies: tuple[Body, ...]) -> StateLayout:
 
 
 class WorldEdit:
-    """What a task changes in one world at reset, recorded by name and applied by the backend.
+    """What a task (or a randomizer) changes in one world at reset, recorded by name and applied
+    by the backend.
 
     Tasks call these instead of touching a simulator; the backend replays the list on the world
-    (in-process for MuJoCo, in a worker process for PyBullet). Values are plain floats.
+    (in-process for MuJoCo, in a worker process for PyBullet). Values are plain floats. Every
+    backend starts each reset from its nominal world, so edits never build on earlier ones.
+    The robot edits (link, joint, actuator, gravity, camera) are the physics randomizers'; a
+    backend that cannot model one raises ``ValueError`` naming it (see ``ROBOT_EDITS``).
     """
 
     def __init__(self):
@@ -148,3 +170,35 @@ class WorldEdit:
     def set_friction(self, body: str, sliding: float) -> None:
         """Sliding friction coefficient of a free body's shapes."""
         self.ops.append(("friction", body, float(sliding)))
+
+    # ---------------------------------------------------------------- robot and world (randomizers)
+    def scale_link_mass(self, link: str, scale: float) -> None:
+        """A robot link's mass and inertia times ``scale``. Gravity compensation keeps cancelling
+        the nominal weight only, as a real controller's model would."""
+        self.ops.append(("link_mass", link, float(scale)))
+
+    def shift_link_com(self, link: str, offset) -> None:
+        """A robot link's centre of mass moved by ``offset`` (m, link frame)."""
+        self.ops.append(("link_com", link, tuple(map(float, offset))))
+
+    def scale_joint(self, joint: str, damping: float = 1.0, armature: float = 1.0, frictionloss: float = 0.0) -> None:
+        """A robot joint's damping and armature times the scales; ``frictionloss`` (N m) added
+        dry friction (the nominal model has none)."""
+        self.ops.append(("joint", joint, float(damping), float(armature), float(frictionloss)))
+
+    def scale_gains(self, joint: str, kp: float, kv: float) -> None:
+        """A joint servo's stiffness and damping gains times ``kp`` and ``kv``."""
+        self.ops.append(("gains", joint, float(kp), float(kv)))
+
+    def set_gravity(self, gravity) -> None:
+        """The gravity vector (m/s^2, world frame)."""
+        self.ops.append(("gravity", "", tuple(map(float, gravity))))
+
+    def move_camera(self, name: str, offset, rotvec) -> None:
+        """A camera's rendering pose displaced (see :meth:`Camera.moved`). Only what the camera
+        renders moves: back-projection keeps the nominal calibration, as on a real robot."""
+        self.ops.append(("camera", name, tuple(map(float, offset)), tuple(map(float, rotvec))))
+
+
+# The edits of robot and world physics, and the ones each backend does not model.
+ROBOT_EDITS = ("link_mass", "link_com", "joint", "gains", "gravity", "camera")

@@ -40,7 +40,7 @@ from robots_ts.policies.students.checkpoint import StudentPolicy, load_checkpoin
 from robots_ts.policies.students.networks import Student
 from robots_ts.progress import Progress
 from robots_ts.runs import (RUN_FORMAT, CorruptFileError, MetricsLog, RunError, atomic_write_json, read_json,
-                            read_jsonl, read_run_meta, write_run_meta)
+                            from_jsonable, read_jsonl, read_run_meta, to_jsonable, write_run_meta)
 
 TRAIN = 3
 CHECKED_ENV_FIELDS = ("control_hz", "episode_steps", "terminate_on_success", "init_noise", "params")
@@ -205,6 +205,9 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
         model.set_normalization(loaded.normalization())
         start, labels = latest["iteration"] + 1, latest["labels"]
         teacher_success = latest.get("teacher_success")
+        adr_state = ck_dir / f"{latest['name']}.adr.json"
+        if env.world.adr_sampler is not None and adr_state.exists():   # ADR continues where it stood
+            env.world.adr_sampler.load_state_dict(from_jsonable(json.loads(adr_state.read_text())))
         dataset.truncate_after(latest["iteration"])
         metrics.truncate_after("iteration", latest["iteration"])
     else:
@@ -242,6 +245,11 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
                       "action_mse": ev.get("action_mse"), "teacher_success": teacher_success,
                       "iteration_seconds": round(time.perf_counter() - t0, 3), **col, **tr}
             name = f"iter_{it:04d}"
+            if env.world.adr_sampler is not None:
+                from robots_ts.policies.teacher.train import adr_record
+
+                record["adr"] = adr_record(env.world)
+                atomic_write_json(ck_dir / f"{name}.adr.json", to_jsonable(env.world.adr_sampler.state_dict()))
             save_student(model, ck_dir / name, student.env_cfg, iteration=it, labels=labels,
                          student_success=ev["success_rate"], teacher=cfg.teacher)
             fault_point("student.checkpoint")
@@ -263,6 +271,9 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
         bar.close()
         tb.close()
         env.close()
+    from robots_ts.policies.teacher.train import record_randomization
+
+    record_randomization(env.world, run_dir)
     return record
 
 

@@ -211,6 +211,8 @@ class TeacherCallback(BaseCallback):
                "return": float(np.mean(self.returns)) if self.returns else None,
                "reward_terms": {k: float(np.mean(v)) for k, v in self.terms.items()},
                "diverged_episodes": int(self.state.get("diverged_episodes", 0))}   # physics resets so far
+        if self.env.world.adr_sampler is not None:
+            rec["adr"] = adr_record(self.env.world)
         for k, v in self.model.logger.name_to_value.items():
             if k.startswith("train/"):
                 rec[k[6:]] = float(v)
@@ -270,7 +272,10 @@ def capture_state(cb: TeacherCallback, step: int) -> dict:
     return {"step": step, "torch_rng": torch.get_rng_state().numpy(), "numpy_rng": np.random.get_state()[1],
             "numpy_rng_pos": int(np.random.get_state()[2]),
             "world_rngs": [r.bit_generator.state for r in env.world.rngs],
+            "randomization_rngs": [r.bit_generator.state for r in env.world.rand_rngs],
+            "noise_rng": env.world.noise_rng.bit_generator.state,
             "curriculum": sampler.state_dict() if sampler is not None else None,
+            "adr": env.world.adr_sampler.state_dict() if env.world.adr_sampler is not None else None,
             "callback": dict(cb.state)}
 
 
@@ -279,8 +284,14 @@ def restore_state(state: dict, env: BatchedEnv, cb_state: dict) -> None:
     np.random.set_state(("MT19937", np.asarray(state["numpy_rng"], dtype=np.uint32), state["numpy_rng_pos"], 0, 0.0))
     for r, s in zip(env.world.rngs, state["world_rngs"]):
         r.bit_generator.state = s
+    for r, s in zip(env.world.rand_rngs, state.get("randomization_rngs", [])):   # absent before randomization
+        r.bit_generator.state = s
+    if "noise_rng" in state:
+        env.world.noise_rng.bit_generator.state = state["noise_rng"]
     if state.get("curriculum") is not None and env.sampler is not None:
         env.sampler.load_state_dict(state["curriculum"])
+    if state.get("adr") is not None and env.world.adr_sampler is not None:
+        env.world.adr_sampler.load_state_dict(state["adr"])
     cb_state.update(state["callback"])
 
 
@@ -409,7 +420,31 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
 
     plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png", title=f"teacher {cfg.env.task}")
     plot_curriculum(env.sampler, run_dir)
+    record_randomization(env.world, run_dir)
     return run_dir
+
+
+def adr_record(world) -> dict:
+    """The ADR teacher's ranges and counters for a metrics line, by dimension name."""
+    from robots_ts.sim2real.randomization.adr import adr_summary
+
+    return adr_summary(world.adr_sampler, world.adr_dims)
+
+
+def record_randomization(world, run_dir: Path) -> None:
+    """``randomization.json`` (the randomization the run trained under, and where ADR's ranges
+    ended) and ``adr_ranges.png`` (each ADR dimension's range over training), when there is any."""
+    from robots_ts.config import RandomizationConfig, to_dict
+
+    r = world.cfg.randomization
+    if r == RandomizationConfig():
+        return
+    record = {"config": to_dict(r), "adr": adr_record(world) if world.adr_sampler is not None else None}
+    atomic_write_json(run_dir / "randomization.json", record)
+    if world.adr_sampler is not None and hasattr(world.adr_sampler, "range_history"):
+        from robots_ts.curriculum.plots import plot_adr_ranges
+
+        plot_adr_ranges(world.adr_sampler, run_dir / "adr_ranges.png", names=list(world.adr_dims))
 
 
 def plot_curriculum(sampler, run_dir: Path) -> None:

@@ -29,13 +29,17 @@ class DelayLine:
         if self.buf is None:
             self.buf = np.zeros((self.size, self.num_envs, *row.shape), dtype=row.dtype)
 
-    def reset(self, ids, rows: np.ndarray, rngs) -> None:
-        """``rows``: (len(ids), ...) the value each world's history starts from."""
+    def reset(self, ids, rows: np.ndarray, rngs, fixed: list | None = None) -> None:
+        """``rows``: (len(ids), ...) the value each world's history starts from. ``fixed``: per
+        world, a delay chosen by a curriculum teacher (rounded, at most ``high``), or None to draw."""
         ids = np.asarray(ids, dtype=np.int64)
         self._ensure(rows[0])
         self.buf[:, ids] = rows[None]
-        for i in ids:
-            self.delay[i] = self.low if self.low == self.high else int(rngs[i].integers(self.low, self.high + 1))
+        for k, i in enumerate(ids):
+            if fixed is not None and fixed[k] is not None:
+                self.delay[i] = min(self.high, max(0, int(round(fixed[k]))))
+            else:
+                self.delay[i] = self.low if self.low == self.high else int(rngs[i].integers(self.low, self.high + 1))
 
     def push(self, x: np.ndarray) -> None:
         self._ensure(x[0])

@@ -1,8 +1,9 @@
 """``robots-ts randomization show CONFIG``: what a randomization does to one scene, as a PNG.
 
-The first column is the clean render of one world; the others are draws of the sensor models on
-the same scene (same seed, successive draws): depth images on the top row (lost pixels black),
-point clouds seen from above on the bottom row.
+The first column is the nominal world (no randomization at all); the others are the same scene
+(same seed: the task's draws come first in each world's generator) under the randomization: its
+per-episode draws (camera pose, physics) and successive draws of the sensor models. Depth images
+on the top row (lost pixels black), point clouds seen from above on the bottom row.
 """
 from __future__ import annotations
 
@@ -23,16 +24,18 @@ def show(randomization: str, out: Path, task: str = "Push", draws: int = 4, seed
     from robots_ts.envs.vec_env import BatchedEnv
 
     value = randomization if randomization.startswith("@") else "@" + randomization
-    cfg = load_config(EnvConfig, None, [f"task={task}", f"backend={backend}", "num_envs=1",
-                                        "obs_groups=[proprio,depth,points]", f"randomization={value}"])
+    base = [f"task={task}", f"backend={backend}", "num_envs=1", "obs_groups=[proprio,depth,points]"]
+    cfg = load_config(EnvConfig, None, base + [f"randomization={value}"])
+    nominal = BatchedEnv(load_config(EnvConfig, None, base), seed=seed)
     env = BatchedEnv(cfg, seed=seed)
     try:
+        clean = nominal.reset()
         env.reset()
         w = env.world
-        clean = w._clean_obs()
         noisy = [w._sensed(w._clean_obs()) for _ in range(draws)]
     finally:
         env.close()
+        nominal.close()
     fig, axes = plt.subplots(2, draws + 1, figsize=(2.6 * (draws + 1), 5.4))
     c = cfg.depth
     for j, obs in enumerate([clean] + noisy):
@@ -40,7 +43,7 @@ def show(randomization: str, out: Path, task: str = "Push", draws: int = 4, seed
         cmap = plt.get_cmap("viridis").copy()
         cmap.set_bad("black")
         axes[0, j].imshow(d, cmap=cmap, vmin=c.near, vmax=min(c.far, 2.0))
-        axes[0, j].set_title("clean" if j == 0 else f"draw {j}", fontsize=9)
+        axes[0, j].set_title("nominal" if j == 0 else f"draw {j}", fontsize=9)
         p = obs["points"][0]
         axes[1, j].scatter(p[:, 0], p[:, 1], s=1, c=p[:, 2], cmap="viridis")
         axes[1, j].set_aspect("equal")

@@ -1,0 +1,164 @@
+"""The policies of a run as self-contained torch modules, ready to trace for ONNX or TorchScript.
+
+Each graph takes raw observation groups as positional tensors (in the order of ``input_names``),
+applies the run's own normalization and preprocessing, and returns the action clipped to [-1, 1],
+as the run's :class:`~robots_ts.policies.Policy` ``act`` does; a recurrent student also takes its
+state and returns the next one. The graphs reuse the policy's own modules and arithmetic, so they
+compute what ``act`` computes, not a re-derivation of it:
+
+- :class:`TeacherGraph`: SB3 PPO's deterministic action, the mean of its Gaussian, behind the
+  VecNormalize transform of the run's statistics, computed in float64 like
+  :class:`~robots_ts.policies.teacher.load.ObsNormalizer` (then cast to float32);
+- :class:`StudentGraph`: :meth:`Student.encode` (depth: NaN, inf and 0 read as far, clipping to
+  [near, far], the pixel or range normalization; points and proprio: standardization), the
+  optional GRU step, the head and the mean.
+
+Each graph can also draw plausible random observations (:meth:`sample`): the scale of the run's
+normalization statistics, and, for depth, pixels with no return (0, NaN, inf); the parity checks
+use them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+ACTION = "action"
+HIDDEN_IN, HIDDEN_OUT = "hidden", "hidden_out"
+
+
+class TeacherGraph(nn.Module):
+    """A PPO teacher (robots_ts.policies.teacher.load.Teacher): normalization, actor, mean, clip."""
+
+    def __init__(self, teacher):
+        super().__init__()
+        from stable_baselines3.common.distributions import DiagGaussianDistribution, StateDependentNoiseDistribution
+
+        policy = teacher.model.policy
+        if not isinstance(policy.action_dist, (DiagGaussianDistribution, StateDependentNoiseDistribution)):
+            raise ValueError(f"teacher {teacher.run_dir}: cannot export a {type(policy.action_dist).__name__} "
+                             "policy; only Gaussian (continuous) actions have a deterministic mean to export")
+        self.policy = policy.to("cpu").eval()
+        self.groups = tuple(teacher.obs_space.spaces)      # the Dict space's (sorted) key order
+        self.shapes = {k: list(teacher.obs_space.spaces[k].shape) for k in self.groups}
+        self.normalized = []
+        self.clip_obs = 0.0
+        if teacher.normalize is not None:
+            norm = teacher.normalize
+            self.clip_obs = float(norm.clip)
+            for k in self.groups:
+                if k in norm.mean:
+                    # The divisor is computed as ObsNormalizer computes it, in float64.
+                    self.register_buffer(f"{k}_mean", torch.as_tensor(norm.mean[k], dtype=torch.float64))
+                    self.register_buffer(f"{k}_scale", torch.as_tensor(np.sqrt(norm.var[k] + norm.eps),
+                                                                       dtype=torch.float64))
+                    self.normalized.append(k)
+        self.recurrent_size = 0
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.groups)
+
+    @property
+    def output_names(self) -> list[str]:
+        return [ACTION]
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        from stable_baselines3.common.preprocessing import preprocess_obs
+
+        obs = {}
+        for k, x in zip(self.groups, inputs):
+            if k in self.normalized:
+                z = (x.to(torch.float64) - getattr(self, f"{k}_mean")) / getattr(self, f"{k}_scale")
+                x = z.clamp(-self.clip_obs, self.clip_obs).to(torch.float32)
+            obs[k] = x
+        p = self.policy
+        features = p.pi_features_extractor(preprocess_obs(obs, p.observation_space, p.normalize_images))
+        mean = p.action_net(p.mlp_extractor.forward_actor(features))
+        return mean.clamp(-1.0, 1.0)
+
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Observations around the normalization statistics: up to 3 standard deviations off, and 5%
+        of the entries 15 off, beyond the normalization's clipping."""
+        out = {}
+        for k in self.groups:
+            shape = (n, *self.shapes[k])
+            if k in self.normalized:
+                mean = getattr(self, f"{k}_mean").numpy()
+                scale = getattr(self, f"{k}_scale").numpy()
+                z = rng.uniform(-3, 3, shape)
+                far = rng.random(shape) < 0.05
+                z[far] = 15.0 * np.sign(z[far])
+                out[k] = (mean + scale * z).astype(np.float32)
+            else:
+                out[k] = rng.normal(size=shape).astype(np.float32)
+        return out
+
+
+class StudentGraph(nn.Module):
+    """A distilled student (robots_ts.policies.students.networks.Student), one step of it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model.to("cpu").eval()
+        self.groups = ("proprio", model.encoder_group)
+        self.shapes = {k: list(model.obs_spec[k]) for k in self.groups}
+        self.recurrent_size = int(model.cfg.gru_hidden) if model.recurrent else 0
+
+    @property
+    def input_names(self) -> list[str]:
+        return [*self.groups, HIDDEN_IN] if self.recurrent_size else list(self.groups)
+
+    @property
+    def output_names(self) -> list[str]:
+        return [ACTION, HIDDEN_OUT] if self.recurrent_size else [ACTION]
+
+    def forward(self, proprio: torch.Tensor, sensor: torch.Tensor, hidden: torch.Tensor | None = None):
+        m = self.model
+        core = m.encode(proprio, sensor)
+        if m.gru is not None:
+            # StudentPolicy's one-step forward: the state it keeps between calls, zeros at an episode start.
+            hidden = m.gru(core, hidden)
+            core = hidden
+        action = m.mean(m.head(core)).clamp(-1.0, 1.0)
+        return (action, hidden) if m.gru is not None else action
+
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Proprio and points around the dataset statistics; depth across [near, far] with 10% of
+        the pixels reading no return (0, NaN, inf, negative) or out of range."""
+        m = self.model
+        out = {"proprio": (m.proprio_mean.numpy() + m.proprio_std.numpy()
+                           * rng.uniform(-3, 3, (n, *self.shapes["proprio"]))).astype(np.float32)}
+        if m.encoder_group == "depth":
+            shape = (n, *self.shapes["depth"])
+            depth = rng.uniform(m.near, m.far, shape)
+            odd = rng.random(shape) < 0.1
+            odd_values = np.array([0.0, np.nan, np.inf, -np.inf, -0.5, m.near / 2, m.far * 2])
+            depth[odd] = rng.choice(odd_values, int(odd.sum()))
+            out["depth"] = depth.astype(np.float32)
+        else:
+            shape = (n, *self.shapes["points"])
+            out["points"] = (m.points_mean.numpy() + m.points_std.numpy() * rng.uniform(-3, 3, shape)
+                             ).astype(np.float32)
+        return out
+
+
+def policy_graph(policy) -> TeacherGraph | StudentGraph:
+    """The export graph of a loaded run policy (a Teacher or a StudentPolicy)."""
+    from robots_ts.policies.students.checkpoint import StudentPolicy
+    from robots_ts.policies.teacher.load import Teacher
+
+    if isinstance(policy, Teacher):
+        return TeacherGraph(policy)
+    if isinstance(policy, StudentPolicy):
+        return StudentGraph(policy.model)
+    raise ValueError(f"cannot export a {type(policy).__name__}: export knows PPO teachers and distilled students")
+
+
+def graph_inputs(graph, obs: dict[str, np.ndarray], hidden: np.ndarray | None = None) -> tuple[torch.Tensor, ...]:
+    """Positional float32 tensors for ``graph`` from a dict of observation groups (and state)."""
+    args = [torch.as_tensor(np.asarray(obs[k], dtype=np.float32)) for k in graph.groups]
+    if graph.recurrent_size:
+        n = args[0].shape[0]
+        args.append(torch.zeros(n, graph.recurrent_size) if hidden is None else torch.as_tensor(hidden))
+    return tuple(args)
