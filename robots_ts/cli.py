@@ -133,7 +133,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 def cmd_bench(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: robots-ts bench {envs,physics,curriculum,curriculum-push,teacher,distill,robustness,faults,"
-              "sim2sim,export-latency} "
+              "sim2sim,export-latency,ros-loop} "
               "[options]\n"
               "Measurements that print JSON (see each one's --help).")
         return 0 if argv else 2
@@ -145,7 +145,7 @@ def cmd_bench(argv: list[str]) -> int:
                "teacher": "robots_ts.bench.teacher", "distill": "robots_ts.bench.distill",
                "physics": "robots_ts.bench.physics", "faults": "robots_ts.bench.faults",
                "sim2sim": "robots_ts.bench.sim2sim", "robustness": "robots_ts.bench.robustness",
-               "export-latency": "robots_ts.bench.export"}
+               "export-latency": "robots_ts.bench.export", "ros-loop": "robots_ts.bench.ros_loop"}
     if which not in modules:
         print(f"robots-ts bench: unknown benchmark {which!r}; choose from {sorted(modules)}", file=sys.stderr)
         return 2
@@ -170,6 +170,24 @@ def cmd_export(argv: list[str]) -> int:
     return int(main(argv) or 0)
 
 
+def cmd_deploy(argv: list[str]) -> int:
+    from robots_ts.sim2real.deploy.node import main
+
+    return int(main(argv) or 0)
+
+
+def cmd_sim_robot(argv: list[str]) -> int:
+    from robots_ts.sim2real.deploy.sim_robot import main
+
+    return int(main(argv) or 0)
+
+
+def cmd_replay(argv: list[str]) -> int:
+    from robots_ts.sim2real.deploy.replay import main
+
+    return int(main(argv) or 0)
+
+
 def cmd_randomization(argv: list[str]) -> int:
     from robots_ts.sim2real.randomization.show import main
 
@@ -177,7 +195,8 @@ def cmd_randomization(argv: list[str]) -> int:
 
 
 COMMANDS = {"train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "distill": cmd_distill,
-            "demo": cmd_demo, "bench": cmd_bench, "randomization": cmd_randomization, "export": cmd_export}
+            "demo": cmd_demo, "bench": cmd_bench, "randomization": cmd_randomization, "export": cmd_export,
+            "deploy": cmd_deploy, "sim-robot": cmd_sim_robot, "replay": cmd_replay}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
               "  demo           teacher -> depth and point-cloud students on Reach, with a report\n"
               "  bench          measurements that print JSON\n"
               "  randomization  show what a domain randomization config does to depth and points\n"
-              "  export         a run's policy as ONNX or TorchScript with a manifest for the robot\n\n"
+              "  export         a run's policy as ONNX or TorchScript with a manifest for the robot\n"
+              "  deploy         run an exported student on a ROS 1 / ROS 2 robot behind a safety layer\n"
+              "  sim-robot      the MuJoCo Panda of a task as a ROS robot (rehearse a deployment)\n"
+              "  replay         a recorded ROS 1 / ROS 2 bag through an exported policy: actions CSV and plot\n\n"
               "Bad input exits with code 2 and a one-line message; --debug (or ROBOTS_TS_DEBUG=1) adds the traceback.")
         return 0 if argv else 2
     cmd = COMMANDS.get(argv[0])

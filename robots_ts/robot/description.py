@@ -141,6 +141,30 @@ class RobotDescription:
                 rot = rot @ (np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k)
         return pos, rot
 
+    def jacobian(self, q_arm: np.ndarray, link: str) -> np.ndarray:
+        """(6, 7) geometric Jacobian of ``link``'s origin over the arm joints, base frame:
+        rows translation then rotation, as MuJoCo's ``mj_jacSite`` gives the env's TCP Jacobian.
+        Column j: axis_j x (p_link - p_j) and axis_j, for arm joints on the chain to ``link``."""
+        q = dict(zip(self.arm_joints, np.asarray(q_arm, dtype=np.float64)))
+        pos, rot = np.zeros(3), np.eye(3)
+        axes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for j in self.chain_to(link):
+            pos = pos + rot @ j.origin_xyz
+            rot = rot @ rpy_matrix(j.origin_rpy)
+            if j.kind == "revolute":
+                a = j.axis / np.linalg.norm(j.axis)
+                axes[j.name] = (pos, rot @ a)
+                k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+                angle = q.get(j.name, 0.0)
+                rot = rot @ (np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k)
+        jac = np.zeros((6, len(self.arm_joints)))
+        cols = [c for c, name in enumerate(self.arm_joints) if name in axes]
+        if cols:
+            p, w = (np.array(v) for v in zip(*(axes[self.arm_joints[c]] for c in cols)))
+            jac[:3, cols] = np.cross(w, pos - p).T
+            jac[3:, cols] = w.T
+        return jac
+
 
 def _floats(text: str | None, n: int, default: float = 0.0) -> np.ndarray:
     if text is None:
