@@ -147,6 +147,39 @@ def test_urdf_jacobian_matches_mujoco_site_jacobian():
         w.close()
 
 
+def test_tcp_kinematics_equal_the_urdf_reference_and_run_once_per_joint_state(tmp_path_factory):
+    """TcpKinematics (one walk of the chain) gives description's forward_kinematics and jacobian bit
+    for bit; the runtime computes them once per joint state, however many ticks read it."""
+    from robots_ts.sim2real.deploy.observe import TcpKinematics
+
+    desc = panda()
+    kin = TcpKinematics(desc)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        q = rng.uniform(desc.arm_lower, desc.arm_upper)
+        pos, rot, jac = kin(q)
+        ref_pos, ref_rot = desc.forward_kinematics(q, desc.tcp_link)
+        assert np.array_equal(pos, ref_pos) and np.array_equal(rot, ref_rot)
+        assert np.array_equal(jac, desc.jacobian(q, desc.tcp_link))
+    clock = FakeClock()
+    rt = live_runtime(export_for(tmp_path_factory, "reach_depth"), clock)
+    calls = []
+    rt.kinematics = lambda q, f=rt.kinematics: calls.append(1) or f(q)
+    w = WorldBatch(env_config("Reach", "depth", "ee"), seed=2)
+    try:
+        w.reset_worlds([0])
+        feed(rt, w, np.random.default_rng(0))
+        for _ in range(3):
+            rt.tick()
+            clock.t += 0.01
+        assert len(calls) == 1
+        feed(rt, w, np.random.default_rng(1))
+        rt.tick()
+        assert len(calls) == 2
+    finally:
+        w.close()
+
+
 @pytest.mark.parametrize("name,encoding", [("reach_depth", "16UC1"), ("reach_depth", "32FC1"),
                                            ("push_depth_joint", "32FC1"), ("reach_depth_gru", "16UC1"),
                                            ("reach_points", "32FC1")])

@@ -1,8 +1,13 @@
 """``robots-ts replay``: bags written with rosbags' own writers (ROS 1 .bag; ROS 2 sqlite3 and
 mcap) from a simulated closed-loop episode replay to the actions the runtime gave when fed the
 same data directly, within 1e-5, through JointState, Image (16UC1 big-endian with padded rows,
-32FC1), CameraInfo and PointCloud2 messages. Plus topic choice and the CLI."""
+32FC1), CameraInfo and PointCloud2 messages. Plus topic choice and the CLI. And the deploy node's
+own record (``--record``, written through DeployNode from rosbags messages, ROS 1 and ROS 2) replays
+every tick exactly, at the recorded tick times."""
 from __future__ import annotations
+
+import csv
+import json
 
 import numpy as np
 import pytest
@@ -201,3 +206,82 @@ def test_tick_topic_replays_at_the_recorded_ticks(tmp_path_factory, tmp_path):
     assert len(got["time"]) == len(live)
     a = np.stack([got[k] for k in got if k.startswith("action_")], axis=1)
     np.testing.assert_allclose(a, np.array([c.action for c in live]), rtol=0, atol=1e-5)
+
+
+# --------------------------------------------------------------------- deploy --record, replayed exactly
+class NsClock:
+    """The deploy node's injected integer nanosecond clock."""
+
+    def __init__(self, ns: int = 5_000 * 10**9 + 123_457):
+        self.ns = int(ns)
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+@pytest.mark.parametrize("ros", ["ros1", "ros2"])
+def test_deploy_record_replays_the_node_exactly(tmp_path_factory, tmp_path, ros):
+    """DeployNode with --record, fed rosbags messages (ROS 1 Noetic wire format or ROS 2 CDR) on an
+    irregular schedule and closing the loop on the env: dry run until armed by a message, a joint-state
+    stall (watchdog holds), an e-stop and re-arm, an episode restart. The replay of its bag ticks at
+    the recorded ticks and gives every tick's raw action and command (and send, held, interventions)."""
+    from robots_ts.sim2real.deploy.node import DeployNode, DeployOptions, make_runtime
+    from robots_ts.sim2real.deploy.ros2 import rosbags_types
+    from tests.deploy.test_ros2 import HUMBLE, NOETIC, sensor_messages
+
+    store = NOETIC if ros == "ros1" else HUMBLE
+    serialize = store.serialize_ros1 if ros == "ros1" else store.serialize_cdr
+    export = export_for(tmp_path_factory, "reach_depth")
+    bag = tmp_path / ("run.bag" if ros == "ros1" else "run")
+    opts = DeployOptions(str(export), ros=ros, soft_start_s=0.3, velocity_limit_scale=0.2, episode_topic="/episode",
+                         record=str(bag))
+    clock = NsClock()
+    node = DeployNode(make_runtime(opts, log=lambda s: None), rosbags_types(store), opts, clock_ns=clock,
+                      log=lambda s: None)
+    node.start_recording(serialize)
+    T = store.types
+    Bool, Int32 = T["std_msgs/msg/Bool"], T["std_msgs/msg/Int32"]
+    period = int(round(node.period * 1e9))
+    w = WorldBatch(env_config("Reach", "depth", "ee"), seed=3)
+    rng = np.random.default_rng(0)
+    live = []
+    try:
+        w.reset_worlds([0])
+        node.on_episode(Int32(data=0))
+        for k in range(40):
+            clock.ns += period // 3 + int(rng.integers(0, 10**6))
+            js, image, info, _ = sensor_messages(store, w, rng, clock.ns / 1e9)
+            if not 14 <= k < 20:
+                node.on_joint_state(js)
+            if k % 2 == 0:
+                clock.ns += 1_234_567
+                node.on_camera_info(info)
+                node.on_image(image)
+            control = {4: ("arm", True), 25: ("estop", True), 27: ("estop", False), 29: ("arm", True),
+                       33: ("episode", 1)}.get(k)
+            if control is not None:
+                kind, value = control
+                getattr(node, f"on_{kind}")(Int32(data=value) if kind == "episode" else Bool(data=value))
+            clock.ns += period - period // 3 - int(rng.integers(0, 2 * 10**6))
+            cmd = node.tick()
+            live.append(cmd)
+            step_targets(w, cmd.positions, cmd.gripper)
+            if k == 9:      # a callback right at the tick's time: the node's clock orders the events
+                node.on_joint_state(js)
+    finally:
+        node.stop_recording()
+        w.close()
+    kinds = [set(c.interventions) for c in live]
+    assert any("not_armed" in s for s in kinds) and any(c.send and not c.held for c in live)
+    assert any("stale_joint_state" in s for s in kinds) and any("estop" in s for s in kinds)
+    assert any("soft_start" in s for s in kinds) and node.restarts == 1
+    summary = replay(bag, export, tmp_path / "out", plot=False)
+    rec = summary["recorded"]
+    assert rec["ticks"] == len(live) == summary["ticks"] and rec["mismatched_ticks"] == 0 and rec["same_policy"]
+    assert rec["max_action_diff"] <= 1e-5 and rec["max_command_diff"] <= 1e-5
+    check_replay(read_actions(tmp_path / "out" / "actions.csv"), live, live[0].joint_names)
+    # The replayed ticks ran at the live ticks' times (the bag's exact nanoseconds, less the offset).
+    offset = json.loads((tmp_path / "out" / "summary.json").read_text())["recorded"]["offset_ns"]
+    with open(tmp_path / "out" / "actions.csv") as f:
+        bag_ns = [int(r["time"].replace(".", "")) for r in csv.DictReader(f)]
+    assert [(ns - offset) / 1e9 for ns in bag_ns] == [c.time for c in live]

@@ -7,7 +7,8 @@ process (rospy, the venv's Python) records every message on the command topic wi
 time and publishes the Bool control topics on request. Checked through those topics: commands
 arrive at the control rate once armed, stay finite, inside the joint limits and the velocity limit;
 a stalled joint-state stream holds the robot within 3 periods; the e-stop latches until re-armed;
-a policy that outputs NaN never reaches the command topic.
+a policy that outputs NaN never reaches the command topic; a node run with ``--record`` replays
+(``robots-ts replay``) to its live tick log.
 
 Skipped, with the reason, where ROS 1 (roscore, rospy and the message packages) is not installed.
 """
@@ -307,3 +308,56 @@ def test_nan_policy_never_reaches_the_command_topic(loop, tmp_path):
     for a, b, ra, rb in zip(cmds, cmds[1:], sent, sent[1:]):
         if not ra["held"] and not rb["held"]:
             np.testing.assert_array_equal(a, b)
+
+
+def test_recorded_closed_loop_replays_exactly(loop, tmp_path):
+    """``deploy --record`` in the closed loop with sim-robot (dry run until armed by a message, a
+    joint-state stall, an e-stop and re-arm), then ``replay`` of its bag: every tick of the live
+    tick log, at its time, with its raw action and command (and send, held, interventions)."""
+    from robots_ts.sim2real.deploy.replay import read_actions, replay
+    from robots_ts.sim2real.deploy.ros1 import stop_group
+
+    probe, root = loop["probe"], loop["root"]
+    probe.send("/robots_ts/arm 0")       # the module's node stops commanding: this one closes the loop alone
+    bag = tmp_path / "closed_loop.bag"
+    proc, ticks = start_deploy(loop["core"], loop["export"], root, "deploy_record", "--record", str(bag),
+                               "--arm-topic", "/robots_ts_test/record_arm", "--estop-topic",
+                               "/robots_ts_test/record_estop", "--episode-topic", "/episode")
+    loop["procs"].append(proc)
+    wait_for(lambda: any(not r["held"] for r in read_jsonl(ticks)), 30, "the recording node's first tick with data")
+    probe.send("/robots_ts_test/record_arm 1")
+    time.sleep(0.8)
+    probe.send("/sim_robot/stall_joint_states 1")
+    time.sleep(0.3)
+    probe.send("/sim_robot/stall_joint_states 0")
+    time.sleep(0.3)
+    probe.send("/robots_ts_test/record_estop 1")
+    time.sleep(0.2)
+    probe.send("/robots_ts_test/record_arm 1")
+    time.sleep(0.4)
+    stop_group(proc)
+    live = read_jsonl(ticks)
+    kinds = [set(r["interventions"]) for r in live]
+    assert any("not_armed" in k for k in kinds) and any(r["send"] and not r["held"] for r in live)
+    assert any("stale_joint_state" in k for k in kinds) and any("estop" in k for k in kinds)
+
+    summary = replay(bag, loop["export"], tmp_path / "replay", plot=False)
+    rec = summary["recorded"]
+    assert rec["ticks"] == len(live) and rec["mismatched_ticks"] == 0, rec["first_mismatches"]
+    got = read_actions(summary["csv"])
+    with open(summary["csv"]) as f:
+        bag_ns = [int(line.split(",", 1)[0].replace(".", "")) for line in list(f)[1:]]
+    t = np.array([(ns - rec["offset_ns"]) / 1e9 for ns in bag_ns])
+    np.testing.assert_allclose(t, [r["t"] for r in live], rtol=0, atol=1e-6)   # the tick log rounds to 1 us
+    action = np.stack([got[k] for k in got if k.startswith("action_")], axis=1)
+    want = np.array([[np.nan if v is None else v for v in r["action"]] for r in live])
+    positions = np.stack([got[f"position_{n}"] for n in loop["man"].robot.arm_joints], axis=1)
+    np.testing.assert_allclose(action, want, rtol=0, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(positions, [r["positions"] for r in live], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got["gripper"], [r["gripper"] for r in live], rtol=0, atol=1e-5)
+    assert [bool(v) for v in got["send"]] == [r["send"] for r in live]
+    assert [bool(v) for v in got["held"]] == [r["held"] for r in live]
+    assert got["interventions"] == [r["interventions"] for r in live]
+    diff = max(float(np.nanmax(np.abs(action - want))),
+               float(np.max(np.abs(positions - np.array([r["positions"] for r in live])))))
+    print(f"replay of {len(live)} recorded ticks: max difference {diff:.3g} (action and command)")

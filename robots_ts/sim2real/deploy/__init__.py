@@ -5,7 +5,8 @@
 - :mod:`.safety`: the safety layer's steps and the intervention counters;
 - :mod:`.observe`: proprio, depth and point clouds from joint states and camera data;
 - :mod:`.msgs`: ROS messages <-> numpy (JointState, Image, CameraInfo, PointCloud2);
-- :mod:`.replay`: ``robots-ts replay``: a recorded bag through the runtime;
+- :mod:`.replay`: ``robots-ts replay``: a recorded bag through the runtime (a deploy node's own
+  record, :mod:`.record` / ``robots-ts deploy --record``, exactly as the node ran);
 - :mod:`.node`, :mod:`.ros1`, :mod:`.ros2`, :mod:`.sim_robot`: the ROS side (``robots-ts deploy``,
   ``robots-ts sim-robot``) over the same core.
 

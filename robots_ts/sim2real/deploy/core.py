@@ -37,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from robots_ts.sim2real.deploy.observe import CloudInput, DeployError, DepthInput, JointMap, tcp_state
+from robots_ts.sim2real.deploy.observe import CloudInput, DeployError, DepthInput, JointMap, TcpKinematics
 from robots_ts.sim2real.deploy.safety import InterventionLog, SafetyFilter
 from robots_ts.sim2real.export.manifest import Manifest, load_manifest
 
@@ -104,6 +104,7 @@ class PolicyRuntime:
 
         # The robot and the action mapping: the env's Arm with the manifest's constants.
         self.desc = desc = panda()
+        self.kinematics = TcpKinematics(desc)
         rob, act = man.robot, man.action
         if list(rob.arm_joints) != list(desc.arm_joints) or list(rob.finger_joints) != list(desc.finger_joints):
             raise DeployError(f"the export's robot joints {rob.arm_joints + rob.finger_joints} are not this URDF's "
@@ -152,6 +153,7 @@ class PolicyRuntime:
         self.gripper: float | None = None
 
         self._joint = None           # (q, qd, fingers, stamp, arrival)
+        self._tcp = None             # (the _joint it was computed for, (TCP position, rotation, Jacobian))
         self._sensor = None          # ("depth", (H, W) metres) or ("points", (N, 3)), stamp, arrival
         self._errors: set[str] = set()
         self.armed = False
@@ -186,25 +188,30 @@ class PolicyRuntime:
             self._errors.add(message)
             self.log(f"error: {message} (ignored until it changes; the watchdog holds without data)")
 
-    def on_joint_state(self, names, positions, velocities, stamp: float) -> None:
+    def _arrival(self, arrival: float | None) -> float:
+        return float(self.clock() if arrival is None else arrival)
+
+    def on_joint_state(self, names, positions, velocities, stamp: float, arrival: float | None = None) -> None:
         """A JointState (any joint order, extra joints ignored). A message lacking a joint of the
-        robot, or with non-finite values, is logged once and ignored."""
+        robot, or with non-finite values, is logged once and ignored. ``arrival``: its receive
+        time on the runtime's clock (default: read the clock now); the on_* methods all take it."""
         try:
             q, qd, f = self.joints(list(names), positions, velocities)
         except DeployError as exc:
             self._error_once(str(exc))
             return
-        self._joint = (q, qd, f, float(stamp), float(self.clock()))
+        self._joint = (q, qd, f, float(stamp), self._arrival(arrival))
 
-    def on_depth(self, image: np.ndarray, encoding: str, stamp: float, intrinsics: dict | None = None) -> None:
+    def on_depth(self, image: np.ndarray, encoding: str, stamp: float, intrinsics: dict | None = None,
+                 arrival: float | None = None) -> None:
         """A depth image, 16UC1 (mm, 0 = no return) or 32FC1 (m, NaN/0 = no return), with its
         CameraInfo's intrinsics ({width, height, fx, fy, cx, cy}); other intrinsics than the
         export's raise DeployError (point-cloud students with ``resample=True`` resample)."""
         if self.depth_in is None:
             raise DeployError(f"the policy reads {self.manifest.obs_groups}, no depth image")
-        self._sensor = ("depth", self.depth_in(image, encoding, intrinsics), float(stamp), float(self.clock()))
+        self._sensor = ("depth", self.depth_in(image, encoding, intrinsics), float(stamp), self._arrival(arrival))
 
-    def on_points(self, points: np.ndarray, stamp: float, frame: str = "base") -> None:
+    def on_points(self, points: np.ndarray, stamp: float, frame: str = "base", arrival: float | None = None) -> None:
         """A point cloud (N, 3) in the robot base frame, for a point-cloud student; it is cropped,
         table-removed and downsampled at the next tick as the env's PointCloudMaker does."""
         if self.cloud is None:
@@ -215,7 +222,7 @@ class PolicyRuntime:
         pts = np.asarray(points, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] != 3:
             raise DeployError(f"point cloud must be (N, 3), got shape {pts.shape}")
-        self._sensor = ("points", pts, float(stamp), float(self.clock()))
+        self._sensor = ("points", pts, float(stamp), self._arrival(arrival))
 
     # --------------------------------------------------------------------------------- arming
     def arm(self) -> None:
@@ -262,12 +269,19 @@ class PolicyRuntime:
             kinds.append("stale_depth")
         return kinds
 
+    def tcp_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """TCP position, rotation and Jacobian at the latest joint state's arm angles, computed once
+        per joint state (by the tick that first needs them)."""
+        if self._tcp is None or self._tcp[0] is not self._joint:
+            self._tcp = (self._joint, self.kinematics(self._joint[0]))
+        return self._tcp[1]
+
     def observe(self, ee_pos: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The observation groups (1, ...) from the latest data, as the env assembles them
         (``ee_pos``: the TCP position at the measured joints, when already computed)."""
         q, qd, f = self._joint[:3]
         if ee_pos is None:
-            ee_pos = self.desc.forward_kinematics(q, self.desc.tcp_link)[0]
+            ee_pos = self.tcp_state()[0]
         obs = {"proprio": np.concatenate([q, qd, f, ee_pos, self.prev_action, self.command])[None].astype(np.float32)}
         if self.sensor is not None:
             kind, data = self._sensor[:2]
@@ -323,7 +337,7 @@ class PolicyRuntime:
 
     def _run(self, now: float, state: list[str], send: bool) -> Command:
         q = self._joint[0]
-        ee_pos, ee_rot, jac = tcp_state(self.desc, q)
+        ee_pos, ee_rot, jac = self.tcp_state()
         obs = self.observe(ee_pos)
         raw = np.asarray(self.policy.act(obs), dtype=np.float32).reshape(-1)
         finite = bool(np.all(np.isfinite(raw)))

@@ -21,6 +21,12 @@ A camera whose ``CameraInfo`` disagrees with the manifest (or a cloud in another
 robot base) stops the node with an error naming both sides. Publish times are recorded for the
 period jitter; ``--stats FILE`` writes them with the safety layer's counters at exit, and
 ``--tick-log FILE`` one JSON line per tick (time, send, held, interventions, command, action).
+
+Time: the node's clock is integer nanoseconds (``time.monotonic_ns``), read as ``ns / 1e9``
+seconds. Callbacks and the tick read it under the lock, strictly after the previous event, and
+hand that time to the runtime (a message's arrival, the tick's time), so the order of events and
+their times are exactly what ``--record BAG`` writes (:mod:`.record`) and ``robots-ts replay``
+feeds back (:mod:`.replay`).
 """
 from __future__ import annotations
 
@@ -34,6 +40,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from robots_ts.sim2real.deploy.record import dumps, tick_record
 
 DEFAULT_TOPICS = dict(joint_states="/joint_states", depth="/camera/depth/image_rect_raw",
                       camera_info="/camera/depth/camera_info", points="/camera/depth/points",
@@ -69,6 +77,7 @@ class DeployOptions:
     duration_s: float | None = None         # stop after this long (tests, benchmarks)
     stats: str | None = None
     tick_log: str | None = None
+    record: str | None = None               # write what the node consumed and did to this bag
     node_name: str = "robots_ts_deploy"
     ros_args: list[str] = field(default_factory=list)   # name:=value remappings for the ROS client
 
@@ -81,6 +90,9 @@ class DeployOptions:
             self.command_topic = COMMAND_TOPICS[self.command_type]
         if self.duration_s is not None and self.duration_s <= 0:
             raise ValueError(f"--duration must be > 0 seconds, got {self.duration_s}")
+        if self.record and Path(self.record).exists():
+            raise FileExistsError(f"--record {self.record} exists already: choose a new path (bags are never "
+                                  "overwritten)")
 
 
 def make_runtime(opts: DeployOptions, log=None, clock=time.monotonic):
@@ -116,13 +128,20 @@ class DeployNode:
     """Messages in, commands out, on the runtime's control schedule. Thread-safe: ROS callbacks
     and the loop meet the runtime under one lock."""
 
-    def __init__(self, runtime, types, opts: DeployOptions, clock: Callable[[], float] = time.monotonic,
-                 log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None):
+    def __init__(self, runtime, types, opts: DeployOptions, clock: Callable[[], float] | None = None,
+                 log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
+                 clock_ns: Callable[[], int] | None = None):
         from robots_ts.sim2real.deploy import msgs
 
         self.msgs = msgs
         self.runtime, self.types, self.opts = runtime, types, opts
-        self.clock, self.log, self.warn = clock, log, warn or log
+        if clock is None:      # the default: integer nanoseconds (time.monotonic_ns), read as ns / 1e9 s
+            clock_ns = clock_ns or time.monotonic_ns
+            clock = lambda: clock_ns() / 1e9  # noqa: E731
+        self.clock, self.clock_ns = clock, clock_ns
+        self._last_ns: int | None = None
+        self.log, self.warn = log, warn or log
+        self.recorder = None
         self.period = float(runtime.period)
         self.sensor = runtime.sensor                       # depth | points | None
         self.sensor_input = None if self.sensor is None else ("points" if opts.points else "depth")
@@ -153,77 +172,147 @@ class DeployNode:
                 f"{' (never: --dry-run)' if o.dry_run else ''}, else {o.dry_run_topic}; e-stop {o.estop_topic}, "
                 f"arm {o.arm_topic}{', episodes ' + o.episode_topic if o.episode_topic else ''}")
 
+    # ------------------------------------------------------------------------------- recording
+    def _now(self) -> tuple[float, int | None]:
+        """The time of an event (a message consumed, a tick), read under the lock: on the integer
+        nanosecond clock strictly after the previous event (so events never share a time), as
+        (ns / 1e9 seconds, ns); on an injected float clock, (its value, None)."""
+        if self.clock_ns is None:
+            return float(self.clock()), None
+        ns = int(self.clock_ns())
+        if self._last_ns is not None and ns <= self._last_ns:
+            ns = self._last_ns + 1
+        self._last_ns = ns
+        return ns / 1e9, ns
+
+    def record_topics(self, resolve: Callable[[str], str] | None = None) -> dict[str, str]:
+        """The bag topic of each kind of message the node consumes or writes (``~name``: under the node)."""
+        o = self.opts
+        resolve = resolve or (lambda name: f"/{o.node_name}/{name[1:]}" if name.startswith("~") else name)
+        kinds = {"joint_states": o.joint_states, "estop": o.estop_topic, "arm": o.arm_topic,
+                 "episode": o.episode_topic, "command": o.command_topic, "dry_run": o.dry_run_topic,
+                 "tick": "~tick", "config": "~robots_ts_record"}
+        if self.sensor_input == "points":
+            kinds["points"] = o.points
+        elif self.sensor_input == "depth":
+            kinds.update(camera_info=o.camera_info, depth=o.depth)
+        topics = {k: resolve(v) for k, v in kinds.items() if v}
+        seen: dict[str, str] = {}
+        for k, t in topics.items():
+            if t in seen:
+                raise ValueError(f"--record: {seen[t]} and {k} share the topic {t}")
+            seen[t] = k
+        return topics
+
+    def start_recording(self, serialize: Callable[[object, str], bytes],
+                        resolve: Callable[[str], str] | None = None) -> None:
+        """Open ``opts.record`` (if set) and write its header; adapters call this before subscribing.
+        ``serialize(msg, msgtype)``: a message of the client library as bytes in the bag's format."""
+        from robots_ts.sim2real.deploy.record import COMMAND_MSGTYPES, MSGTYPES, BagRecorder, config_record
+
+        if not self.opts.record:
+            return
+        if self.clock_ns is None:
+            raise ValueError("--record needs the node's integer nanosecond clock (clock_ns)")
+        with self.lock:
+            topics = self.record_topics(resolve)
+            t, ns = self._now()
+            offset_ns = time.time_ns() - time.monotonic_ns()
+            msgtypes = dict(MSGTYPES, command=COMMAND_MSGTYPES[self.opts.command_type],
+                            dry_run=COMMAND_MSGTYPES[self.opts.command_type])
+            self.recorder = BagRecorder(self.opts.record, self.opts.ros, topics, msgtypes, serialize, offset_ns,
+                                        warn=self.warn)
+            header = config_record(self.opts, topics, offset_ns, self.runtime)
+            self.recorder.write("config", ns, self.types.String(data=dumps(header)))
+        self.log(f"recording to {self.opts.record} ({self.opts.ros} bag): {sorted(topics.values())}")
+
+    def stop_recording(self) -> None:
+        with self.lock:
+            if self.recorder is not None:
+                self.recorder.close()
+
     # ------------------------------------------------------------------------------- callbacks
-    def _guard(self, what: str, fn) -> None:
-        """Run a callback's body; a message that cannot be read is logged once per kind of error,
-        a mismatch with the export (DeployError) stops the node."""
+    def _receive(self, kind: str, what: str, msg, body: Callable[[float], None]) -> None:
+        """Consume a message under the lock: its receive time (what the runtime reads as its
+        arrival), the record, then ``body(time)``. A message that cannot be read is logged once
+        per kind of error, a mismatch with the export (DeployError) stops the node."""
         from robots_ts.sim2real.deploy.core import DeployError
 
-        try:
-            with self.lock:
-                fn()
-        except DeployError as exc:
-            if self.error is None:
-                self.error = exc
-        except self.msgs.MessageError as exc:
-            key = f"{what}: {exc}"
-            if key not in self._warned:
-                self._warned.add(key)
-                self.warn(f"ignoring {what} message: {exc}")
+        with self.lock:
+            t, ns = self._now()
+            if self.recorder is not None:
+                self.recorder.write(kind, ns, msg)
+            try:
+                body(t)
+            except DeployError as exc:
+                if self.error is None:
+                    self.error = exc
+            except self.msgs.MessageError as exc:
+                key = f"{what}: {exc}"
+                if key not in self._warned:
+                    self._warned.add(key)
+                    self.warn(f"ignoring {what} message: {exc}")
 
     def on_joint_state(self, msg) -> None:
-        def body():
+        def body(t):
             names, pos, vel, stamp = self.msgs.joint_state(msg)
-            self.runtime.on_joint_state(names, pos, vel, stamp)
-            self.joint_arrival = self.clock()
-        self._guard("JointState", body)
+            self.runtime.on_joint_state(names, pos, vel, stamp, arrival=t)
+            self.joint_arrival = t
+        self._receive("joint_states", "JointState", msg, body)
 
     def on_camera_info(self, msg) -> None:
-        def body():
+        def body(t):
             self.camera_info = self.msgs.camera_intrinsics(msg)
-        self._guard("CameraInfo", body)
+        self._receive("camera_info", "CameraInfo", msg, body)
 
     def on_image(self, msg) -> None:
-        def body():
+        def body(t):
             if self.camera_info is None:
                 if "no_info" not in self._warned:
                     self._warned.add("no_info")
                     self.warn(f"depth image before any CameraInfo on {self.opts.camera_info}: waiting for it")
                 return
             img, enc = self.msgs.image_array(msg)
-            self.runtime.on_depth(img, enc, self.msgs.stamp_seconds(msg.header.stamp), self.camera_info)
-        self._guard("Image", body)
+            self.runtime.on_depth(img, enc, self.msgs.stamp_seconds(msg.header.stamp), self.camera_info, arrival=t)
+        self._receive("depth", "Image", msg, body)
 
     def on_points(self, msg) -> None:
-        def body():
+        def body(t):
             pts = self.msgs.pointcloud_xyz(msg)
-            self.runtime.on_points(pts, self.msgs.stamp_seconds(msg.header.stamp), str(msg.header.frame_id))
-        self._guard("PointCloud2", body)
+            self.runtime.on_points(pts, self.msgs.stamp_seconds(msg.header.stamp), str(msg.header.frame_id),
+                                   arrival=t)
+        self._receive("points", "PointCloud2", msg, body)
 
     def on_estop(self, msg) -> None:
-        if bool(msg.data):
-            with self.lock:
+        def body(t):
+            if bool(msg.data):
                 self.runtime.estop()
+        self._receive("estop", "e-stop", msg, body)
 
     def on_arm(self, msg) -> None:
-        with self.lock:
+        def body(t):
             if bool(msg.data):
                 self.runtime.reset_estop()
                 self.runtime.arm()
             else:
                 self.runtime.disarm()
+        self._receive("arm", "arm", msg, body)
 
     def on_episode(self, msg) -> None:
-        with self.lock:
+        def body(t):
             value = int(msg.data)
             if self.episode is not None and value != self.episode:
-                self.restart_after = self.clock()
+                self.restart_after = t
                 self.log(f"episode {value}: the policy restarts at the next tick with a fresh joint state")
             self.episode = value
+        self._receive("episode", "episode", msg, body)
 
     # ------------------------------------------------------------------------------------ tick
     def command_message(self, cmd):
+        """The command as the adapter's message (None without message types: replay)."""
         t, period = self.types, self.period
+        if t is None:
+            return None
         if self.opts.command_type == "float64":
             values = list(cmd.positions) + ([cmd.gripper] if self.opts.gripper else [])
             return t.Float64MultiArray(layout=t.MultiArrayLayout(dim=[], data_offset=0), data=t.array(values))
@@ -238,14 +327,22 @@ class DeployNode:
         return t.JointTrajectory(header=t.header(self.wall_time()), joint_names=names, points=[point])
 
     def tick(self, now: float | None = None):
-        now = self.clock() if now is None else now
+        """One control period at ``now`` (default: the event clock, read under the lock after the
+        messages consumed so far); publishes the command and returns it."""
         with self.lock:
+            ns = None
+            if now is None:
+                now, ns = self._now()
             if self.restart_after is not None and self.joint_arrival > self.restart_after:
                 restart_episode(self.runtime)
                 self.restart_after = None
                 self.restarts += 1
             cmd = self.runtime.tick(now)
-        msg = self.command_message(cmd)
+            msg = self.command_message(cmd)
+            if self.recorder is not None:
+                ns = int(round(now * 1e9)) if ns is None else ns
+                self.recorder.write("tick", ns, self.types.String(data=dumps(tick_record(cmd, now))))
+                self.recorder.write("command" if cmd.send else "dry_run", ns, msg)
         self.publish("command" if cmd.send else "dry_run", msg)
         published = self.clock()
         self.tick_times.append(now)
@@ -256,10 +353,7 @@ class DeployNode:
             self.not_sent += 1
         self.held += int(cmd.held)
         if self._tick_log is not None:
-            rec = {"t": round(now, 6), "pub": round(published, 6), "send": bool(cmd.send), "held": bool(cmd.held),
-                   "interventions": list(cmd.interventions), "positions": [float(v) for v in cmd.positions],
-                   "gripper": float(cmd.gripper), "action": [None if not np.isfinite(v) else float(v)
-                                                             for v in np.asarray(cmd.action, dtype=np.float64)]}
+            rec = dict(tick_record(cmd, round(now, 6)), pub=round(published, 6))
             self._tick_log.write(json.dumps(rec) + "\n")
             self._tick_log.flush()     # read while the node runs (tests, benchmarks)
         return cmd
@@ -292,6 +386,7 @@ class DeployNode:
             if self.error is not None:
                 raise self.error
         finally:
+            self.stop_recording()
             stats = self.stats()
             if self._tick_log is not None:
                 self._tick_log.close()
@@ -308,7 +403,8 @@ class DeployNode:
                 "held": self.held, "overruns": self.overruns, "episode_restarts": self.restarts,
                 "counters": dict(self.runtime.counters), "ticks_jitter": jitter_stats(self.tick_times, self.period),
                 "publish_jitter": jitter_stats(self.publish_times, self.period),
-                "publish_times": [round(t, 6) for t in self.publish_times]}
+                "publish_times": [round(t, 6) for t in self.publish_times],
+                **({"record": self.recorder.stats()} if self.recorder is not None else {})}
 
 
 # ------------------------------------------------------------------------------------- CLI
@@ -348,6 +444,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--duration", dest="duration_s", type=float, metavar="S", help="stop after S seconds")
     ap.add_argument("--stats", metavar="FILE", help="write publish times, jitter and counters as JSON at exit")
     ap.add_argument("--tick-log", metavar="FILE", help="one JSON line per tick")
+    ap.add_argument("--record", metavar="BAG", help="write every message the node consumed (at its receive time) "
+                    "and every tick and command (at the tick time) to a new bag (--ros1: a .bag file, --ros2: a bag "
+                    "directory); robots-ts replay BAG EXPORT_DIR reproduces the run from it exactly")
     ap.add_argument("--node-name", default="robots_ts_deploy")
     return ap
 

@@ -2,8 +2,8 @@
 
 - :class:`JointMap`: a ``JointState`` in any joint order (extra joints ignored) -> the arm's 7
   positions and velocities and the 2 finger positions, in the URDF's order;
-- :func:`tcp_state`: TCP position, rotation and its 6x7 Jacobian from the URDF kinematics (what
-  MuJoCo reports to the env, from the same URDF);
+- :class:`TcpKinematics` (:func:`tcp_state`): TCP position, rotation and its 6x7 Jacobian from the
+  URDF kinematics (what MuJoCo reports to the env, from the same URDF), in one walk of the chain;
 - :class:`DepthInput`: a depth image (16UC1 / 32FC1) -> the ``depth`` group (metres, no return read
   as far, clipped to [near, far], as the env renders it) or the image a point cloud is made from,
   after checking the camera's intrinsics against the manifest (or, for point-cloud students that
@@ -61,10 +61,56 @@ class JointMap:
         return q, qd, f
 
 
+class TcpKinematics:
+    """TCP position (3,), rotation (3, 3) and Jacobian (6, 7) at arm angles ``q`` in one walk of
+    the URDF chain, with each joint's fixed origin rotation and axis matrices computed once.
+
+    The arithmetic is ``RobotDescription.forward_kinematics`` and ``jacobian``'s, operation for
+    operation (the same products in the same order, the cross product written out as numpy
+    computes it), so the results equal theirs bit for bit; it only avoids walking the chain twice
+    and rebuilding the constant matrices on every call.
+    """
+
+    def __init__(self, desc, link: str | None = None):
+        from robots_ts.robot.description import rpy_matrix
+
+        self.n = len(desc.arm_joints)
+        column = {name: c for c, name in enumerate(desc.arm_joints)}
+        self.steps = []     # (origin xyz, origin rotation, revolute, arm column or None, unit axis, axis matrix)
+        for j in desc.chain_to(link or desc.tcp_link):
+            a = k = None
+            if j.kind == "revolute":
+                a = j.axis / np.linalg.norm(j.axis)
+                k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+            self.steps.append((j.origin_xyz, rpy_matrix(j.origin_rpy), j.kind == "revolute", column.get(j.name), a, k))
+
+    def __call__(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        q = np.asarray(q, dtype=np.float64)
+        pos, rot = np.zeros(3), np.eye(3)
+        axes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for xyz, origin_rot, revolute, c, a, k in self.steps:
+            pos = pos + rot @ xyz
+            rot = rot @ origin_rot
+            if revolute:
+                if c is not None:
+                    axes[c] = (pos, rot @ a)
+                angle = q[c] if c is not None else 0.0
+                rot = rot @ (np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k)
+        jac = np.zeros((6, self.n))
+        cols = sorted(axes)
+        if cols:
+            p, w = (np.array(v) for v in zip(*(axes[c] for c in cols)))
+            d = pos - p
+            jac[0, cols] = w[:, 1] * d[:, 2] - w[:, 2] * d[:, 1]     # w x d, as np.cross computes it
+            jac[1, cols] = w[:, 2] * d[:, 0] - w[:, 0] * d[:, 2]
+            jac[2, cols] = w[:, 0] * d[:, 1] - w[:, 1] * d[:, 0]
+            jac[3:, cols] = w.T
+        return pos, rot, jac
+
+
 def tcp_state(desc, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """TCP position (3,), rotation (3, 3) and Jacobian (6, 7) at arm angles ``q`` (URDF kinematics)."""
-    pos, rot = desc.forward_kinematics(q, desc.tcp_link)
-    return pos, rot, desc.jacobian(q, desc.tcp_link)
+    return TcpKinematics(desc)(q)
 
 
 def intrinsics_dict(i: Intrinsics) -> dict:

@@ -10,9 +10,11 @@ helpers) do this; nothing else in robots_ts touches the path.
 
 :func:`run_deploy` wires a :class:`robots_ts.sim2real.deploy.node.DeployNode` (the logic shared
 with ROS 2) to rospy subscribers and publishers; the node's own loop keeps the control schedule.
+``--record BAG`` writes a ROS 1 bag from the node's callbacks and ticks (:mod:`.record`).
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -87,6 +89,13 @@ def message_types():
         header=lambda seconds, frame="": Header(stamp=stamp(seconds), frame_id=frame))
 
 
+def serialize_ros1(msg, msgtype: str) -> bytes:
+    """A rospy message in the ROS 1 wire format (what a bag stores)."""
+    buf = io.BytesIO()
+    msg.serialize(buf)
+    return buf.getvalue()
+
+
 def run_deploy(opts) -> dict:
     """Run the deploy node on ROS 1 until shutdown (Ctrl-C, SIGTERM, ``opts.duration_s``); the run's stats."""
     rospy = import_rospy()
@@ -111,6 +120,7 @@ def run_deploy(opts) -> dict:
             "dry_run": rospy.Publisher(opts.dry_run_topic, command_cls, queue_size=10, tcp_nodelay=True)}
     node.publish = lambda kind, msg: pubs[kind].publish(msg)
     node.wall_time = rospy.get_time
+    node.start_recording(serialize_ros1, rospy.resolve_name)    # --record: before any message arrives
     subs = [rospy.Subscriber(opts.joint_states, JointState, node.on_joint_state, queue_size=5, tcp_nodelay=True),
             rospy.Subscriber(opts.estop_topic, Bool, node.on_estop, queue_size=10),
             rospy.Subscriber(opts.arm_topic, Bool, node.on_arm, queue_size=10)]

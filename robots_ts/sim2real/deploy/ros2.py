@@ -100,6 +100,10 @@ def run_deploy(opts) -> dict:
         node.publish = lambda kind, msg: pubs[kind].publish(msg)
         clock = ros.get_clock()
         node.wall_time = lambda: clock.now().nanoseconds * 1e-9
+        if opts.record:     # a ROS 2 bag directory (sqlite3, CDR), written by the node (deploy/record.py)
+            from rclpy.serialization import serialize_message
+
+            node.start_recording(lambda msg, msgtype: serialize_message(msg), lambda name: _private(ros, name))
         ros.create_subscription(JointState, opts.joint_states, node.on_joint_state, qos_profile_sensor_data)
         ros.create_subscription(types.Bool, opts.estop_topic, node.on_estop, reliable)
         ros.create_subscription(types.Bool, opts.arm_topic, node.on_arm, reliable)
