@@ -23,36 +23,66 @@ def _split_overrides(ap: argparse.ArgumentParser, argv: list[str]) -> tuple[argp
     return args, overrides
 
 
-def cmd_train_teacher(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="robots-ts train-teacher",
-                                 description="Train a privileged-state PPO teacher.")
-    ap.add_argument("config", nargs="?", help="YAML config, e.g. configs/teacher/reach.yaml")
-    ap.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. ppo.learning_rate=1e-4")
-    ap.add_argument("--run-dir", help="output directory (default runs/teacher_<task>_s<seed>)")
+def _ppo_run_args(argv: list[str], prog: str, description: str, example: str, overrides_help: str, kind: str):
+    """The shared command line of PPO runs (train-teacher, refine): config, overrides, run
+    directory, seed, step budget, resume. Returns (args, overrides with --seed and --total-steps)."""
+    ap = argparse.ArgumentParser(prog=prog, description=description)
+    ap.add_argument("config", nargs="?", help=f"YAML config, e.g. {example}")
+    ap.add_argument("overrides", nargs="*", help=overrides_help)
+    ap.add_argument("--run-dir", help=f"output directory (default runs/{kind}_<task>_s<seed>)")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--total-steps", type=int)
     ap.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     args, overrides = _split_overrides(ap, argv)
-    from robots_ts.config import ConfigError, load_config
-    from robots_ts.policies.teacher.config import TeacherConfig
-    from robots_ts.policies.teacher.train import check_fresh_run_dir, prepare_resume, train_teacher, validate
+    from robots_ts.config import ConfigError
 
-    if args.resume:
-        if args.config or overrides or args.run_dir or args.seed is not None:
-            raise ConfigError("--resume continues the run with its own config.yaml; only --total-steps may change")
-        prepare_resume(Path(args.resume), args.total_steps)   # every check before any write
-        run = train_teacher(run_dir=args.resume, resume=True, total_steps=args.total_steps)
-        print(f"run directory: {run}")
-        return 0
+    if args.resume and (args.config or overrides or args.run_dir or args.seed is not None):
+        raise ConfigError("--resume continues the run with its own config.yaml; only --total-steps may change")
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     if args.total_steps is not None:
         overrides.append(f"total_steps={args.total_steps}")
+    return args, overrides
+
+
+def cmd_train_teacher(argv: list[str]) -> int:
+    args, overrides = _ppo_run_args(argv, "robots-ts train-teacher", "Train a privileged-state PPO teacher.",
+                                    "configs/teacher/reach.yaml",
+                                    "dotted key=value overrides, e.g. ppo.learning_rate=1e-4", "teacher")
+    from robots_ts.config import load_config
+    from robots_ts.policies.teacher.config import TeacherConfig
+    from robots_ts.policies.teacher.train import check_fresh_run_dir, prepare_resume, train_teacher, validate
+
+    if args.resume:
+        prepare_resume(Path(args.resume), args.total_steps)   # every check before any write
+        run = train_teacher(run_dir=args.resume, resume=True, total_steps=args.total_steps)
+        print(f"run directory: {run}")
+        return 0
     cfg = load_config(TeacherConfig, args.config, overrides)
     validate(cfg)
     run_dir = Path(args.run_dir or f"runs/teacher_{cfg.env.task.lower()}_s{cfg.seed}")
     check_fresh_run_dir(run_dir)
     run = train_teacher(cfg, run_dir)
+    print(f"run directory: {run}")
+    return 0
+
+
+def cmd_refine(argv: list[str]) -> int:
+    args, overrides = _ppo_run_args(argv, "robots-ts refine",
+                                    "Refine a frozen student with a residual trained by PPO (ResiP).",
+                                    "configs/residual/reach_depth.yaml",
+                                    "base=STUDENT_RUN and dotted key=value overrides, e.g. alpha=[0.05]", "residual")
+    from robots_ts.config import load_config
+    from robots_ts.policies.residual.config import ResidualConfig
+    from robots_ts.policies.residual.train import train_residual
+
+    if args.resume:
+        run = train_residual(run_dir=args.resume, resume=True, total_steps=args.total_steps)
+        print(f"run directory: {run}")
+        return 0
+    cfg = load_config(ResidualConfig, args.config, overrides)
+    run_dir = Path(args.run_dir or f"runs/residual_{cfg.env.task.lower()}_s{cfg.seed}")
+    run = train_residual(cfg, run_dir)
     print(f"run directory: {run}")
     return 0
 
@@ -194,7 +224,7 @@ def cmd_randomization(argv: list[str]) -> int:
     return int(main(argv) or 0)
 
 
-COMMANDS = {"train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "distill": cmd_distill,
+COMMANDS = {"train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "distill": cmd_distill, "refine": cmd_refine,
             "demo": cmd_demo, "bench": cmd_bench, "randomization": cmd_randomization, "export": cmd_export,
             "deploy": cmd_deploy, "sim-robot": cmd_sim_robot, "replay": cmd_replay}
 
@@ -205,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: robots-ts {" + ",".join(COMMANDS) + "} ...\n\n"
               "  train-teacher  train a privileged-state PPO teacher\n"
               "  distill        DAgger-distill a depth / point-cloud student from a teacher\n"
+              "  refine         residual PPO on a frozen student (ResiP)\n"
               "  evaluate       success rate (95% CI), returns, videos, parameter grids of any run\n"
               "  demo           teacher -> depth and point-cloud students on Reach, with a report\n"
               "  bench          measurements that print JSON\n"

@@ -38,9 +38,9 @@ def test_cli_reports_unknown_command_and_missing_run(tmp_path, capsys):
     assert "unknown command 'fly'" in capsys.readouterr().err
     assert cli(["evaluate", str(tmp_path / "nothing")]) == 2
     assert "nothing does not exist" in capsys.readouterr().err
-    write_run_meta(tmp_path / "other", "residual")
+    write_run_meta(tmp_path / "other", "bogus")
     assert cli(["evaluate", str(tmp_path / "other")]) == 2
-    assert "unknown run kind 'residual'; expected one of ['student', 'teacher']" in capsys.readouterr().err
+    assert "unknown run kind 'bogus'; expected one of ['residual', 'student', 'teacher']" in capsys.readouterr().err
     assert cli(["bench", "nope"]) == 2
 
 

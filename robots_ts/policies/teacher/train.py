@@ -158,6 +158,7 @@ class LivePolicy:
 
 class TeacherCallback(BaseCallback):
     """Progress, metrics.jsonl, periodic checkpoints and evaluations."""
+    kind = "teacher"   # the progress bar's label
 
     def __init__(self, cfg: TeacherConfig, run_dir: Path, env: BatchedEnv, venv: VecNormalize, state: dict):
         super().__init__()
@@ -174,7 +175,7 @@ class TeacherCallback(BaseCallback):
         self.t_start = time.time() - self.state["wall_time"]
         self.t_seg, self.steps_seg = time.time(), self.num_timesteps
         self.bar = Progress(self.cfg.total_steps, initial=self.num_timesteps, unit="step",
-                            desc=f"teacher {self.cfg.env.task}")
+                            desc=f"{self.kind} {self.cfg.env.task}")
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
@@ -219,10 +220,14 @@ class TeacherCallback(BaseCallback):
         self.metrics.append(rec)
         self.bar.set_postfix(success=f"{rec['success_rate'] or 0:.2f}", sps=f"{fps:.0f}")
 
+    def live_policy(self):
+        """The policy being trained, as evaluations roll it out (a hook for runs that wrap it)."""
+        return LivePolicy(self.model, self.venv, self.cfg.env)
+
     def evaluate(self) -> dict:
         from robots_ts.evaluate import rollout_policy
 
-        res = rollout_policy(LivePolicy(self.model, self.venv, self.cfg.env), self.cfg.env,
+        res = rollout_policy(self.live_policy(), self.cfg.env,
                              episodes=self.cfg.eval_episodes, seed=self.cfg.seed + 10_000,
                              num_envs=self.cfg.eval_envs)
         rec = {"steps": int(self.num_timesteps), "wall_time": round(time.time() - self.t_start, 2),
@@ -305,22 +310,46 @@ def check_fresh_run_dir(run_dir: Path) -> None:
         raise FileExistsError(f"{run_dir} already holds a run; {hint}, or pick another --run-dir")
 
 
-def prepare_resume(run_dir: Path, total_steps: int | None = None) -> tuple[TeacherConfig, dict | None, bool]:
+class Runner:
+    """What differs between runs this loop trains: their kind, config class, checks, how the env
+    and model are built and which callbacks watch them. The teacher's is the default; residual
+    refinement (robots_ts.policies.residual.train) passes its own."""
+    kind = "teacher"
+    config_cls = TeacherConfig
+
+    def validate(self, cfg) -> None:
+        validate(cfg)
+
+    def build(self, cfg, run_dir: Path):
+        return build(cfg, run_dir)
+
+    def callbacks(self, cfg, run_dir: Path, env, venv, state: dict):
+        """(the metrics/checkpoint callback, the list model.learn gets)."""
+        cb = TeacherCallback(cfg, run_dir, env, venv, state)
+        return cb, cb
+
+    def meta(self, cfg) -> dict:
+        return {"task": cfg.env.task, "backend": cfg.env.backend}
+
+
+def prepare_resume(run_dir: Path, total_steps: int | None = None,
+                   runner: Runner | None = None) -> tuple[TeacherConfig, dict | None, bool]:
     """Everything a resume needs, checked before anything is written: the run (kind, config), the
     checkpoint set it starts from (every member against its manifest, the state and statistics
     parseable) and the metrics it keeps. Returns (config, resume point or None, config changed)."""
     run_dir = Path(run_dir)
-    read_run_meta(run_dir, "teacher")
+    runner = runner or Runner()
+    read_run_meta(run_dir, runner.kind)
     strict = uses_manifests(run_dir)
-    cfg = load_run_config(TeacherConfig, run_dir / "config.yaml", require_checksum=strict)
+    cfg = load_run_config(runner.config_cls, run_dir / "config.yaml", require_checksum=strict)
     changed = total_steps is not None and int(total_steps) != cfg.total_steps
     if total_steps is not None:
         cfg = replace(cfg, total_steps=int(total_steps))
         try:
-            validate(cfg)
+            runner.validate(cfg)
         except ConfigError as exc:
             raise ConfigError(f"--total-steps: {exc}") from None
-    validate(cfg)
+    runner.validate(cfg)
     ck = run_dir / "checkpoints"
     point = resume_point(ck) if strict else read_pointer(ck)
     if point is None:
@@ -346,23 +375,24 @@ def prepare_resume(run_dir: Path, total_steps: int | None = None) -> tuple[Teach
 
 
 def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None = None, resume: bool = False,
-                  total_steps: int | None = None) -> Path:
+                  total_steps: int | None = None, runner: Runner | None = None) -> Path:
     """Train (or, with ``resume``, continue) a teacher; returns the run directory.
 
     On resume, ``total_steps`` may extend (or shorten) the run; the learning-rate schedule then
     follows the new total. Every check happens before the run directory is created or touched.
     """
     run_dir = Path(run_dir)
+    runner = runner or Runner()
     point = None
     if resume:
-        cfg, point, changed = prepare_resume(run_dir, total_steps)
+        cfg, point, changed = prepare_resume(run_dir, total_steps, runner)
     else:
-        validate(cfg)
+        runner.validate(cfg)
         check_fresh_run_dir(run_dir)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     ck_dir = run_dir / "checkpoints"
-    env, venv, model = build(cfg, run_dir)
+    env, venv, model = runner.build(cfg, run_dir)
     cb_state = {"wall_time": 0.0, "best_success": -1.0, "next_checkpoint": cfg.checkpoint_every,
                 "next_eval": cfg.eval_every, "diverged_episodes": 0, "last_eval": -1, "last_checkpoint": -1}
     try:
@@ -399,11 +429,11 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
         else:
             ck_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / "config.yaml")
-            write_run_meta(run_dir, "teacher", task=cfg.env.task, backend=cfg.env.backend)
-        cb = TeacherCallback(cfg, run_dir, env, venv, cb_state)
+            write_run_meta(run_dir, runner.kind, **runner.meta(cfg))
+        cb, callbacks = runner.callbacks(cfg, run_dir, env, venv, cb_state)
         remaining = cfg.total_steps - model.num_timesteps
         if remaining > 0:
-            model.learn(remaining, callback=cb, reset_num_timesteps=point is None, tb_log_name="ppo",
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=point is None, tb_log_name="ppo",
                         progress_bar=False)
         else:  # resuming a finished run: nothing to learn, the final checkpoint and evaluation remain
             cb.init_callback(model)
@@ -418,7 +448,7 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
         venv.close()
     from robots_ts.plots import plot_learning_curve
 
-    plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png", title=f"teacher {cfg.env.task}")
+    plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png", title=f"{runner.kind} {cfg.env.task}")
     plot_curriculum(env.sampler, run_dir)
     record_randomization(env.world, run_dir)
     return run_dir

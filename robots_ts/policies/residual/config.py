@@ -1,0 +1,31 @@
+"""Typed config of a residual refinement run (``configs/residual/*.yaml``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from robots_ts.config import EnvConfig
+from robots_ts.policies.teacher.config import PPOConfig, TeacherConfig
+
+
+def _residual_env() -> EnvConfig:
+    # Only num_envs and num_threads are read: the rest of the env (task, sensors, randomization)
+    # is the base student's own, so the residual trains where the base was distilled.
+    return EnvConfig(num_envs=32, obs_groups=["proprio", "depth"])
+
+
+def _residual_ppo() -> PPOConfig:
+    # log_std_init -3: exploration std ~0.05 in residual units, i.e. alpha * 0.05 in the action.
+    return PPOConfig(log_std_init=-3.0, net_arch=[256, 256], learning_rate=1e-4, norm_reward=True)
+
+
+@dataclass
+class ResidualConfig(TeacherConfig):
+    """A TeacherConfig (PPO, budget, checkpoints, evaluation) plus the residual's own fields, so the
+    teacher's training callback serves refinement unchanged."""
+    env: EnvConfig = field(default_factory=_residual_env)
+    ppo: PPOConfig = field(default_factory=_residual_ppo)
+    base: str = ""                    # the frozen student's run directory (or a checkpoint .json)
+    base_checkpoint: str = "latest"   # which of the base run's checkpoints
+    alpha: list[float] = field(default_factory=lambda: [0.1])   # one value, or one per action dimension
+    warmup_steps: int = 0             # env steps during which only the critic trains, on base rollouts
+    asymmetric_critic: bool = False   # the critic also reads the privileged group; the actor never does
