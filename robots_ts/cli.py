@@ -162,7 +162,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 
 def cmd_bench(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: robots-ts bench {envs,physics,curriculum,curriculum-push,teacher,distill,robustness,faults,"
+        print("usage: robots-ts bench {envs,physics,curriculum,curriculum-push,teacher,distill,robustness,randomization-cost,faults,"
               "sim2sim,export-latency,ros-loop} "
               "[options]\n"
               "Measurements that print JSON (see each one's --help).")
@@ -175,6 +175,7 @@ def cmd_bench(argv: list[str]) -> int:
                "teacher": "robots_ts.bench.teacher", "distill": "robots_ts.bench.distill",
                "physics": "robots_ts.bench.physics", "faults": "robots_ts.bench.faults",
                "sim2sim": "robots_ts.bench.sim2sim", "robustness": "robots_ts.bench.robustness",
+               "randomization-cost": "robots_ts.bench.randomization_cost",
                "export-latency": "robots_ts.bench.export", "ros-loop": "robots_ts.bench.ros_loop"}
     if which not in modules:
         print(f"robots-ts bench: unknown benchmark {which!r}; choose from {sorted(modules)}", file=sys.stderr)

@@ -46,6 +46,7 @@ from robots_ts.runs import atomic_write_json, read_json
 
 CONDITIONS = ("randomized", "nominal")     # how the students were trained
 RUN_PREFIX = {"randomized": "rand", "nominal": "nominal"}
+WORKING = 0.5   # nominal success below which a student's retained share is not counted as robustness
 EVALS = ("nominal", "strong")              # where they are evaluated: the nominal env, the evaluation preset
 THRESHOLD = 0.8
 PROG = "robots-ts bench robustness"
@@ -106,16 +107,20 @@ def assemble(evals: dict, seeds: list[int], threshold: float = THRESHOLD) -> dic
                             "retained_of_means": retained(float(np.mean(nominal)), float(np.mean(strong)))}
     rand_mean = conditions["randomized"]["retained"]["mean"]
     nom_mean = conditions["nominal"]["retained"]["mean"]
-    seed_ok = [r is not None and r >= threshold for r in kept["randomized"]]
-    mean_ok = rand_mean is not None and rand_mean >= threshold
+    # A share of nominal success only means something for a student that works in the nominal env:
+    # 0.09 under the preset over 0.01 nominal is "9x", and no robustness.
+    working = [per_seed["randomized"][str(s)]["success_nominal"] >= WORKING for s in seeds]
+    seed_ok = [w and r is not None and r >= threshold for r, w in zip(kept["randomized"], working)]
+    mean_ok = rand_mean is not None and rand_mean >= threshold and all(working)
     check_a = {"threshold": threshold, "mean_retained": rand_mean, "mean_passed": bool(mean_ok),
                "per_seed_retained": conditions["randomized"]["retained"]["per_seed"],
+               "nominal_success_floor": WORKING, "per_seed_working": working,
                "per_seed_passed": seed_ok, "passed": bool(mean_ok and all(seed_ok))}
     both = [(r, n) for r, n in zip(kept["randomized"], kept["nominal"]) if r is not None and n is not None]
     test = permutation_test([r for r, _ in both], [n for _, n in both]) if both else None
     check_b = {"randomized_mean_retained": rand_mean, "nominal_mean_retained": nom_mean,
                "difference": None if rand_mean is None or nom_mean is None else round(rand_mean - nom_mean, 4),
-               "passed": bool(rand_mean is not None and nom_mean is not None and nom_mean < rand_mean),
+               "passed": bool(all(working) and rand_mean is not None and nom_mean is not None and nom_mean < rand_mean),
                "p_value": None if test is None else test["p_value"],
                "p_value_method": None if test is None else f"{test['method']} over {len(both)} seeds, one-sided"}
     return {"per_seed": per_seed, "conditions": conditions,
