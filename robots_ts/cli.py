@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -168,7 +169,6 @@ def cmd_bench(argv: list[str]) -> int:
               "Measurements that print JSON (see each one's --help).")
         return 0 if argv else 2
     which, rest = argv[0], argv[1:]
-    import importlib
 
     modules = {"envs": "robots_ts.bench.envs", "curriculum": "robots_ts.bench.curriculum",
                "curriculum-push": "robots_ts.bench.curriculum_push",
@@ -183,51 +183,23 @@ def cmd_bench(argv: list[str]) -> int:
     return int(importlib.import_module(modules[which]).main(rest) or 0)
 
 
-def cmd_distill(argv: list[str]) -> int:
-    from robots_ts.policies.distill.dagger import distill_main
-
-    return int(distill_main(argv) or 0)
-
-
-def cmd_demo(argv: list[str]) -> int:
-    from robots_ts.demo import main
-
-    return int(main(argv) or 0)
+# Commands whose module parses its own arguments: imported only when asked for.
+DELEGATED = {"distill": "robots_ts.policies.distill.dagger:distill_main", "demo": "robots_ts.demo:main",
+             "export": "robots_ts.sim2real.export.exporter:main", "deploy": "robots_ts.sim2real.deploy.node:main",
+             "sim-robot": "robots_ts.sim2real.deploy.sim_robot:main", "replay": "robots_ts.sim2real.deploy.replay:main",
+             "randomization": "robots_ts.sim2real.randomization.show:main"}
 
 
-def cmd_export(argv: list[str]) -> int:
-    from robots_ts.sim2real.export.exporter import main
+def _delegate(target: str):
+    module, func = target.split(":")
 
-    return int(main(argv) or 0)
-
-
-def cmd_deploy(argv: list[str]) -> int:
-    from robots_ts.sim2real.deploy.node import main
-
-    return int(main(argv) or 0)
+    def run(argv: list[str]) -> int:
+        return int(getattr(importlib.import_module(module), func)(argv) or 0)
+    return run
 
 
-def cmd_sim_robot(argv: list[str]) -> int:
-    from robots_ts.sim2real.deploy.sim_robot import main
-
-    return int(main(argv) or 0)
-
-
-def cmd_replay(argv: list[str]) -> int:
-    from robots_ts.sim2real.deploy.replay import main
-
-    return int(main(argv) or 0)
-
-
-def cmd_randomization(argv: list[str]) -> int:
-    from robots_ts.sim2real.randomization.show import main
-
-    return int(main(argv) or 0)
-
-
-COMMANDS = {"train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "distill": cmd_distill, "refine": cmd_refine,
-            "demo": cmd_demo, "bench": cmd_bench, "randomization": cmd_randomization, "export": cmd_export,
-            "deploy": cmd_deploy, "sim-robot": cmd_sim_robot, "replay": cmd_replay}
+COMMANDS = {"train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "refine": cmd_refine, "bench": cmd_bench,
+            **{name: _delegate(target) for name, target in DELEGATED.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -178,6 +178,7 @@ class _Worlds:
                                   [TIMESTEP * FINGER_KP / FINGER_KV] * 2])
         self.damping = [ARM_DAMPING] * 7 + [FINGER_DAMPING] * 2
         self.desc = desc
+        self.joint_index = {name: k for k, name in enumerate(desc.arm_joints + desc.finger_joints)}
         self.clients = {i: _connect(p) for i in self.ids}
         self.robot, self.objects, self.built = {}, {}, {}
         self.last_reset: dict[int, tuple] = {}
@@ -338,7 +339,7 @@ class _Worlds:
         if not ops:
             return
         self.edited.add(i)
-        index = {name: k for k, name in enumerate(self.desc.arm_joints + self.desc.finger_joints)}
+        index = self.joint_index
         gains, views = self.kp.copy(), dict(self._views)
         for op in ops:
             kind, name = op[0], op[1]

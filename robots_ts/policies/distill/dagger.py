@@ -246,9 +246,9 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
                       "iteration_seconds": round(time.perf_counter() - t0, 3), **col, **tr}
             name = f"iter_{it:04d}"
             if env.world.adr_sampler is not None:
-                from robots_ts.policies.teacher.train import adr_record
+                from robots_ts.sim2real.randomization.adr import adr_summary
 
-                record["adr"] = adr_record(env.world)
+                record["adr"] = adr_summary(env.world)
                 atomic_write_json(ck_dir / f"{name}.adr.json", to_jsonable(env.world.adr_sampler.state_dict()))
             save_student(model, ck_dir / name, student.env_cfg, iteration=it, labels=labels,
                          student_success=ev["success_rate"], teacher=cfg.teacher)
@@ -271,7 +271,7 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
         bar.close()
         tb.close()
         env.close()
-    from robots_ts.policies.teacher.train import record_randomization
+    from robots_ts.sim2real.randomization.adr import record_randomization
 
     record_randomization(env.world, run_dir)
     return record

@@ -213,7 +213,9 @@ class TeacherCallback(BaseCallback):
                "reward_terms": {k: float(np.mean(v)) for k, v in self.terms.items()},
                "diverged_episodes": int(self.state.get("diverged_episodes", 0))}   # physics resets so far
         if self.env.world.adr_sampler is not None:
-            rec["adr"] = adr_record(self.env.world)
+            from robots_ts.sim2real.randomization.adr import adr_summary
+
+            rec["adr"] = adr_summary(self.env.world)
         for k, v in self.model.logger.name_to_value.items():
             if k.startswith("train/"):
                 rec[k[6:]] = float(v)
@@ -450,31 +452,10 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
 
     plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png", title=f"{runner.kind} {cfg.env.task}")
     plot_curriculum(env.sampler, run_dir)
+    from robots_ts.sim2real.randomization.adr import record_randomization
+
     record_randomization(env.world, run_dir)
     return run_dir
-
-
-def adr_record(world) -> dict:
-    """The ADR teacher's ranges and counters for a metrics line, by dimension name."""
-    from robots_ts.sim2real.randomization.adr import adr_summary
-
-    return adr_summary(world.adr_sampler, world.adr_dims)
-
-
-def record_randomization(world, run_dir: Path) -> None:
-    """``randomization.json`` (the randomization the run trained under, and where ADR's ranges
-    ended) and ``adr_ranges.png`` (each ADR dimension's range over training), when there is any."""
-    from robots_ts.config import RandomizationConfig, to_dict
-
-    r = world.cfg.randomization
-    if r == RandomizationConfig():
-        return
-    record = {"config": to_dict(r), "adr": adr_record(world) if world.adr_sampler is not None else None}
-    atomic_write_json(run_dir / "randomization.json", record)
-    if world.adr_sampler is not None and hasattr(world.adr_sampler, "range_history"):
-        from robots_ts.curriculum.plots import plot_adr_ranges
-
-        plot_adr_ranges(world.adr_sampler, run_dir / "adr_ranges.png", names=list(world.adr_dims))
 
 
 def plot_curriculum(sampler, run_dir: Path) -> None:

@@ -32,12 +32,33 @@ def make_adr_sampler(adr, seed):
     return make_teacher(adr.teacher, low, high, seed=seed, **kw)
 
 
-def adr_summary(sampler, dims) -> dict:
-    """A JSON-native record of where the sampler stands, by dimension name: the current range of an
-    ``adr`` teacher (with its widen/narrow counters), or nothing but the names for other teachers."""
+def adr_summary(world) -> dict:
+    """A JSON-native record of where a batched env's ADR sampler stands, by dimension name: the
+    current range of an ``adr`` teacher (with its widen/narrow counters), or only the names for
+    other teachers."""
+    sampler, dims = world.adr_sampler, world.adr_dims
     if not hasattr(sampler, "ranges"):
         return {"dims": list(dims)}
     lo, hi = sampler.ranges()
     s = sampler.summary()
     return {"ranges": {d: [float(a), float(b)] for d, a, b in zip(dims, lo, hi)},
             "episodes": s["episodes"], "widened": s["widened"], "narrowed": s["narrowed"]}
+
+
+def record_randomization(world, run_dir) -> None:
+    """``randomization.json`` (the randomization a run trained under, and where ADR's ranges
+    ended) and ``adr_ranges.png`` (each ADR dimension's range over training), when there is any."""
+    from pathlib import Path
+
+    from robots_ts.config import RandomizationConfig, to_dict
+    from robots_ts.runs import atomic_write_json
+
+    r = world.cfg.randomization
+    if r == RandomizationConfig():
+        return
+    record = {"config": to_dict(r), "adr": adr_summary(world) if world.adr_sampler is not None else None}
+    atomic_write_json(Path(run_dir) / "randomization.json", record)
+    if world.adr_sampler is not None and hasattr(world.adr_sampler, "range_history"):
+        from robots_ts.curriculum.plots import plot_adr_ranges
+
+        plot_adr_ranges(world.adr_sampler, Path(run_dir) / "adr_ranges.png", names=list(world.adr_dims))
