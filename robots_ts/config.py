@@ -61,6 +61,11 @@ class DepthNoiseConfig:
     edge_threshold: float = 0.03    # 1/m: inverse depth (linear across any plane) bending this much is an edge
     blobs: int = 0                  # at most this many lost blobs per image
     blob_radius: list[float] = field(default_factory=lambda: [1.0, 4.0])   # px
+    # Per-episode strength, drawn per world U(lo, hi): scales the axial noise, the dropout, edge
+    # dropout and blob rates, and the share of shifted pixels; 0 is the clean render. A range
+    # from 0 keeps a student from leaning on one artefact (a halo of lost pixels round an object
+    # is easier to find than the object).
+    strength: list[float] = field(default_factory=lambda: [1.0, 1.0])
 
 
 @dataclass

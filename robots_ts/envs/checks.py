@@ -139,6 +139,7 @@ def check_randomization(r, k: str = "env.randomization.") -> None:
     _positive(f"{k}depth.baseline", d.baseline)
     _positive(f"{k}depth.blobs", d.blobs, integer=True, allow_zero=True)
     _range(f"{k}depth.blob_radius", d.blob_radius)
+    _range(f"{k}depth.strength", d.strength)
     for name in ("dropout", "edge_dropout"):
         _fraction(f"{k}depth.{name}", getattr(d, name))
     _positive(f"{k}points.jitter", r.points.jitter, allow_zero=True)
@@ -179,3 +180,8 @@ def check_robot_randomization(r, k: str) -> None:
         raise ConfigError(f"{k}adr.nominal.{extra[0]}: not one of the ADR dims {sorted(a.dims)}")
     if "push_velocity" in a.dims and r.push_interval[1] <= 0:
         raise ConfigError(f"{k}adr.dims.push_velocity: kicks need {k}push_interval > 0")
+    d = r.depth
+    if "depth_strength" in a.dims and not any(v > 0 for v in (d.pixel_shift, d.axial_noise, d.disparity_step,
+                                                               d.dropout, d.edge_dropout, d.blobs)):
+        raise ConfigError(f"{k}adr.dims.depth_strength: scales the depth sensor model, which is off; "
+                          f"set {k}depth (e.g. the depth section of configs/randomization/default.yaml)")

@@ -131,6 +131,10 @@ class WorldBatch:
         self.obs_delay = {g: DelayLine(n, r.obs_delay[0], obs_high) for g in self.observation_space.spaces}
         c = self.cfg.depth
         self.depth_model = DepthSensorModel(r.depth, c.near, c.far) if "depth" in self.groups else None
+        # Each world's depth sensor strength this episode (drawn at reset when it varies).
+        self.depth_strength = np.ones(n)
+        self.depth_strength_varies = self.depth_model is not None and self.depth_model.active and \
+            (list(r.depth.strength) != [1, 1] or "depth_strength" in self.adr_dims)
         p = r.points
         self.points_noisy = "points" in self.groups and any(v > 0 for v in (p.jitter, p.dropout, p.outliers))
         # Velocity kicks of the free objects at intervals: the step each world's next kick is due.
@@ -189,6 +193,11 @@ class WorldBatch:
             for k, i in enumerate(ids):
                 self.next_push[i] = self.rand_rngs[i].integers(r.push_interval[0], r.push_interval[1] + 1)
                 self.push_speed[i] = fixed[k].get("push_velocity", r.push_velocity)
+        if self.depth_strength_varies:
+            lo, hi = self.cfg.randomization.depth.strength
+            for k, i in enumerate(ids):
+                self.depth_strength[i] = fixed[k]["depth_strength"] if "depth_strength" in fixed \
+                    else self.rand_rngs[i].uniform(lo, hi)
         if self.randomizes_obs:
             fresh = self._sensed(self._clean_obs(ids), ids)
             for g, line in self.obs_delay.items():
@@ -296,7 +305,10 @@ class WorldBatch:
             q, qd = self.proprio_noise.observe(p[:, lay["joint_pos"]], p[:, lay["joint_vel"]], self.noise_rng, ids)
             p[:, lay["joint_pos"]], p[:, lay["joint_vel"]] = q, qd
         if "depth" in obs and self.depth_model.active:
-            obs["depth"] = self.depth_model(obs["depth"][:, 0], self.noise_rng)[:, None]
+            strength = None
+            if self.depth_strength_varies:
+                strength = self.depth_strength if ids is None else self.depth_strength[np.asarray(ids)]
+            obs["depth"] = self.depth_model(obs["depth"][:, 0], self.noise_rng, strength)[:, None]
         if "points" in obs and self.points_noisy:
             from robots_ts.sim2real.randomization.points import noisy_points
 

@@ -192,6 +192,63 @@ def _default_depth_noise() -> DepthNoiseConfig:
     return load_config(EnvConfig, None, ["randomization=@configs/randomization/default.yaml"]).randomization.depth
 
 
+def test_depth_strength_scales_each_world_and_zero_is_the_clean_render():
+    """Per-world strength: 0 returns the clean image bit for bit, 1 is the plain model (same
+    random stream, same image), and the loss rate and the noise grow with strength."""
+    cfg = _default_depth_noise()
+    img = np.repeat(_scene(1), 4, axis=0)
+    model = DepthSensorModel(cfg, 0.1, 2.5)
+    ones = model(img, np.random.default_rng(4), np.ones(4))
+    np.testing.assert_array_equal(ones, DepthSensorModel(cfg, 0.1, 2.5)(img, np.random.default_rng(4)))
+    strengths = np.array([0.0, 0.5, 1.0, 2.0])
+    lost = np.mean([(model(img, np.random.default_rng(k), strengths) == 0).mean(axis=(1, 2)) for k in range(10)], 0)
+    assert lost[0] == 0 and lost[1] < lost[2] < lost[3], lost
+    noise = DepthSensorModel(DepthNoiseConfig(axial_noise=1.0), 0.1, 2.5)(img, np.random.default_rng(0), strengths)
+    err = np.abs(noise - img).mean(axis=(1, 2))
+    assert err[0] == 0 and np.allclose(err[1:] / err[2], [0.5, 1, 2], rtol=0.05), err
+    shift = DepthSensorModel(DepthNoiseConfig(pixel_shift=1.0), 0.1, 2.5)(img, np.random.default_rng(0), strengths)
+    moved = (shift != img).mean(axis=(1, 2))
+    assert moved[0] == 0 < moved[1] < moved[2] and abs(moved[3] - moved[2]) < 0.02, moved   # a share min(s, 1)
+    np.testing.assert_array_equal(model(img, np.random.default_rng(1), strengths)[0], img[0])
+    with pytest.raises(ValueError, match="strength"):
+        model(img, np.random.default_rng(0), np.array([1.0, -1.0, 1.0, 1.0]))
+
+
+def test_depth_model_halves_give_the_same_images_on_one_core_or_many(monkeypatch):
+    """A batch of 16+ images is processed in halves on two threads; the images depend on the seed
+    only, not on the machine's cores, and every image is noised (no half left clean)."""
+    import robots_ts.sim2real.randomization.depth as depth_mod
+
+    cfg = _default_depth_noise()
+    img = np.concatenate([_scene(6)] * 3)          # 18 images: two halves of 9
+    strengths = np.linspace(0.2, 1.5, 18)
+    model = DepthSensorModel(cfg, 0.1, 2.5)
+    a = model(img, np.random.default_rng(7), strengths)
+    monkeypatch.setattr(depth_mod.os, "cpu_count", lambda: 1)
+    b = DepthSensorModel(cfg, 0.1, 2.5)(img, np.random.default_rng(7), strengths)
+    np.testing.assert_array_equal(a, b)
+    assert all((a[i] != img[i]).mean() > 0.05 for i in range(18))
+    assert not np.array_equal(a[:6], a[6:12])      # the halves draw different noise
+
+
+def test_env_draws_depth_strength_per_episode_from_the_randomization_generators():
+    base = ["task=Reach", "num_envs=3", "obs_groups=[proprio,depth]", "depth.width=32", "depth.height=32",
+            "randomization=@configs/randomization/default.yaml"]
+    cfg = load_config(EnvConfig, None, base + ["randomization.depth.strength=[0.0,1.5]"])
+    env = BatchedEnv(cfg, seed=5)
+    env.reset()
+    first = env.world.depth_strength.copy()
+    assert np.all((first >= 0) & (first <= 1.5)) and len(set(first)) == 3
+    again = BatchedEnv(cfg, seed=5)
+    again.reset()
+    np.testing.assert_array_equal(again.world.depth_strength, first)
+    # Task draws do not depend on the strength range: the same targets as without it.
+    plain = BatchedEnv(load_config(EnvConfig, None, base), seed=5)
+    plain.reset()
+    np.testing.assert_array_equal(plain.world.state.params, env.world.state.params)
+    env.close(), again.close(), plain.close()
+
+
 def test_depth_model_output_is_a_fresh_float32_image_in_range_and_the_input_is_untouched():
     cfg = _default_depth_noise()
     img = _scene()
@@ -294,7 +351,7 @@ def test_depth_model_blobs_are_disks_inside_their_own_image():
             slots[0, :, 1], slots[1, :, 1] = 0.001, 0.5
             slots[0, :, 2], slots[1, :, 2] = 0.5, 0.999
         keep = np.ones((n, h, w), dtype=bool)
-        model._blobs(keep, u)
+        model._blobs(keep, u, b)
         want = np.ones((n, h, w), dtype=bool)
         counts = np.minimum((u[:n] * (b + 1)).astype(int), b)
         yy, xx = np.arange(h), np.arange(w)

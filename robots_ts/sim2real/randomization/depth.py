@@ -12,6 +12,11 @@ In the order a sensor produces it:
    more than ``edge_threshold``, lost with probability ``edge_dropout``: the projector's shadow),
    random blobs.
 
+Strength: a per-world factor (``DepthNoiseConfig.strength``, drawn per episode by the env) scales
+the axial noise, the three loss rates and the blob count, and sets the share of pixels that are
+shifted (``min(s, 1)``); disparity quantisation stays on (it is the sensor's resolution). A world
+at strength 0 sees the clean render, exactly.
+
 Lost pixels read 0, as in a 16UC1 driver image (millimetres, 0 = no data); the students'
 preprocessing reads 0 and NaN (the 32FC1 encoding) as "no return". Pixels with no surface
 (at ``far``) stay at ``far``.
@@ -25,6 +30,10 @@ generator state gives the same images; they differ from those of the per-blob ve
 module (the stream changed, the distributions did not).
 """
 from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -59,27 +68,32 @@ class NoiseBank:
     def __init__(self, seed: int | None, size: int = _BANK):
         self.seed, self.size = seed, size
         self._banks: dict[tuple, np.ndarray] = {}
+        self._lock = threading.Lock()    # the halves of a batch may ask for a bank at once
+
+    def _get(self, key: tuple, draw) -> np.ndarray:
+        bank = self._banks.get(key)
+        if bank is None:
+            with self._lock:
+                if key not in self._banks:
+                    self._banks[key] = draw()
+                bank = self._banks[key]
+        return bank
 
     def _rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=key))
 
     def normal(self, scale: float) -> np.ndarray:
-        key = ("normal", scale)
-        if key not in self._banks:
+        def draw():
             g = self._rng(0).standard_normal(self.size, dtype=np.float32)
             g *= np.float32(scale)
-            self._banks[key] = g
-        return self._banks[key]
+            return g
+        return self._get(("normal", scale), draw)
 
     def uniform(self) -> np.ndarray:
-        key = ("uniform",)
-        if key not in self._banks:
-            self._banks[key] = self._rng(1).random(self.size, dtype=np.float32)
-        return self._banks[key]
+        return self._get(("uniform",), lambda: self._rng(1).random(self.size, dtype=np.float32))
 
     def shift_offsets(self, w: int, sigma: float) -> np.ndarray:
-        key = ("shift", w, sigma)
-        if key not in self._banks:
+        def draw():
             g = self._rng(2, w).standard_normal((2, self.size), dtype=np.float32)
             g *= np.float32(sigma)
             np.rint(g, out=g)
@@ -87,8 +101,8 @@ class NoiseBank:
             d = g.astype(np.int16 if 2 * (w + 4) + 2 <= np.iinfo(np.int16).max else np.int32)
             d[0] *= w + 4
             d[0] += d[1]
-            self._banks[key] = d[0].copy()
-        return self._banks[key]
+            return d[0].copy()
+        return self._get(("shift", w, sigma), draw)
 
 
 class _Workspace:
@@ -120,22 +134,33 @@ class _Workspace:
 
 
 class DepthSensorModel:
-    """The sensor model, batched over worlds. The noise banks and the per-shape workspace are
+    """The sensor model, batched over worlds. The noise banks and the per-shape workspaces are
     built on first use and reused, so one instance serves one caller at a time (each env owns its
     own); every call returns a newly allocated array, so results never alias earlier ones (delay
-    lines and rollouts keep past observations)."""
+    lines and rollouts keep past observations).
+
+    A batch of at least ``2 * PART_WORLDS`` images is processed in ``PARTS`` halves, each with its
+    own workspace and a generator seeded from the caller's, the second half on a helper thread
+    (numpy's passes release the GIL, so on two cores the model costs about half its time). The
+    split depends on the batch size only, never on the machine: the same seed gives the same
+    images on one core or many."""
+
+    PARTS = 2
+    PART_WORLDS = 8
 
     def __init__(self, cfg: DepthNoiseConfig, near: float, far: float, seed: int = 0):
         self.cfg, self.near, self.far = cfg, float(near), float(far)
         self._bank: NoiseBank | None = None
         self._seed = seed
-        self._ws: _Workspace | None = None
-        self._ws_key: tuple[int, int, int] | None = None
+        self._ws: dict[tuple[int, int, int, int], _Workspace] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
-    def _workspace(self, n: int, h: int, w: int) -> _Workspace:
-        if self._ws_key != (n, h, w):
-            self._ws, self._ws_key = _Workspace(n, h, w), (n, h, w)
-        return self._ws
+    def _workspace(self, part: int, n: int, h: int, w: int) -> _Workspace:
+        key = (part, n, h, w)
+        if key not in self._ws:
+            self._ws = {k: v for k, v in self._ws.items() if k[0] != part}   # one shape per part
+            self._ws[key] = _Workspace(n, h, w)
+        return self._ws[key]
 
     def _edges(self, z: np.ndarray, ws: _Workspace) -> np.ndarray:
         """Pixels next to a depth discontinuity of the clean image: where inverse depth, which is
@@ -176,14 +201,15 @@ class DepthSensorModel:
         c = self.cfg
         return any(v > 0 for v in (c.pixel_shift, c.axial_noise, c.disparity_step, c.dropout, c.edge_dropout, c.blobs))
 
-    def _blobs(self, keep: np.ndarray, u: np.ndarray) -> None:
-        """Clears ``keep`` inside up to ``blobs`` random disks per image, all images at once: each
-        blob tests the pixels of a fixed square around its centre; those outside its own image
-        are dropped before any index is formed, so a blob never reaches a neighbouring image."""
+    def _blobs(self, keep: np.ndarray, u: np.ndarray, b: int, most: np.ndarray | None = None) -> None:
+        """Clears ``keep`` inside up to ``most[i]`` (or ``blobs``) random disks per image, all
+        images at once, ``b`` slots each: each blob tests the pixels of a fixed square around its
+        centre; those outside its own image are dropped before any index is formed, so a blob
+        never reaches a neighbouring image."""
         c = self.cfg
         n, h, w = keep.shape
-        b = int(c.blobs)
-        counts = np.minimum((u[:n] * (b + 1)).astype(np.int64), b)       # uniform on 0..blobs
+        most = np.full(n, b, dtype=np.int64) if most is None else most
+        counts = np.minimum((u[:n] * (most + 1)).astype(np.int64), most)   # uniform on 0..most
         slots = u[n:].reshape(3, n, b)
         world, slot = np.nonzero(np.arange(b)[None, :] < counts[:, None])
         if world.size == 0:
@@ -201,23 +227,60 @@ class DepthSensorModel:
         flat = (world * (h * w))[:, None, None] + pos[0][:, :, None] * w + pos[1][:, None, :]
         keep.reshape(-1)[flat[disk]] = False
 
-    def __call__(self, depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, depth: np.ndarray, rng: np.random.Generator,
+                 strength: np.ndarray | None = None) -> np.ndarray:
         """(N, H, W) metres -> a noisy (N, H, W) float32 copy, lost pixels at 0. ``depth`` is not
-        modified."""
-        c = self.cfg
+        modified. ``strength``: one factor per image (see the module's docstring); None is 1."""
         if self._bank is None:
             self._bank = NoiseBank(self._seed)
-        bank = self._bank
         clean = np.ascontiguousarray(depth, dtype=np.float32)   # read only
         n, h, w = clean.shape
+        s = None
+        if strength is not None:
+            s = np.asarray(strength, dtype=np.float32).reshape(-1)
+            if s.shape != (n,) or not np.all(s >= 0):
+                raise ValueError(f"depth sensor strength: expected {n} non-negative factors, got {strength!r}")
+        out = np.empty((n, h, w), dtype=np.float32)
+        if self.PARTS < 2 or n < self.PARTS * self.PART_WORLDS:
+            self._apply(clean, rng, s, out, 0)
+            return out
+        cuts = np.linspace(0, n, self.PARTS + 1).astype(int)
+        seeds = rng.integers(0, 2 ** 63, self.PARTS)
+
+        def part(k: int) -> None:
+            a, b = cuts[k], cuts[k + 1]
+            self._apply(clean[a:b], np.random.default_rng(seeds[k]), None if s is None else s[a:b], out[a:b], k)
+
+        if (os.cpu_count() or 1) < 2:
+            for k in range(self.PARTS):
+                part(k)
+            return out
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.PARTS - 1, thread_name_prefix="robots_ts-depth-model")
+        later = [self._pool.submit(part, k) for k in range(1, self.PARTS)]
+        part(0)
+        for f in later:
+            f.result()
+        return out
+
+    def _apply(self, clean: np.ndarray, rng: np.random.Generator, s: np.ndarray | None,
+               out: np.ndarray, part: int) -> None:
+        """The model on one contiguous batch ``clean``, written into ``out`` (same shape)."""
+        c = self.cfg
+        bank = self._bank
+        n, h, w = clean.shape
         npix = clean.size
-        ws = self._workspace(n, h, w)
-        # One draw for the call: three window offsets, then the blobs' counts, centres and radii.
-        n_blob = n * (1 + 3 * int(c.blobs)) if c.blobs > 0 else 0
-        u = rng.random(3 + n_blob)
+        ws = self._workspace(part, n, h, w)
+        if s is not None and np.all(s == 1):
+            s = None                     # the plain model, same random stream
+        # One draw for the call: three window offsets, then the blobs' counts, centres and radii
+        # (then, with strengths, the offset of the shift mask's window).
+        n_slots = int(c.blobs) if s is None else int(np.ceil(c.blobs * float(s.max())))
+        n_blob = n * (1 + 3 * n_slots) if n_slots > 0 else 0
+        u = rng.random(3 + n_blob + (s is not None))
         span = bank.size - npix + 1
         fresh = span <= 0                # a batch larger than the banks draws its own numbers
-        starts = (u[:3] * max(span, 1)).astype(np.int64)
+        starts = (u[[0, 1, 2, -1]] * max(span, 1)).astype(np.int64)
 
         def window(arr: np.ndarray, i: int) -> np.ndarray:
             return arr[starts[i]:starts[i] + npix]
@@ -225,7 +288,7 @@ class DepthSensorModel:
         # The shifted image goes to the workspace when the noise and quantisation steps follow
         # (they write the result), else straight to the result.
         noisy = c.axial_noise > 0 or c.disparity_step > 0
-        z = np.empty(npix, dtype=np.float32)                      # the result
+        z = out.reshape(-1)                                       # the result
         zs = ws.zs if noisy else z
         if c.pixel_shift > 0:
             # Shifts of at most 2 px (beyond 4 sigma at 0.5 px) into an edge-padded copy: no clipping.
@@ -243,6 +306,11 @@ class DepthSensorModel:
                 offsets = window(bank.shift_offsets(w, float(c.pixel_shift)), 0)
             np.add(ws.padded_index, offsets, out=ws.idx)
             np.take(pad.reshape(-1), ws.idx, out=zs, mode="wrap")   # indices are in range; "wrap" skips the check
+            if s is not None:            # a share min(s, 1) of each image's pixels is shifted
+                share = np.minimum(s, np.float32(1.0))[:, None]
+                draw = rng.random(npix, dtype=np.float32) if fresh else window(bank.uniform(), 3)
+                unshifted = np.greater_equal(draw.reshape(n, -1), share, out=ws.gone.reshape(n, -1))
+                np.copyto(zs.reshape(n, -1), clean.reshape(n, -1), where=unshifted)
         elif noisy:
             zs = clean.reshape(-1)       # only read
         else:
@@ -260,6 +328,8 @@ class DepthSensorModel:
                 np.square(z, out=z)
                 z += np.float32(b / a)
                 z *= ag
+                if s is not None:
+                    z.reshape(n, -1)[...] *= s[:, None]
                 z += zs
             else:
                 np.copyto(z, zs)
@@ -284,20 +354,25 @@ class DepthSensorModel:
         if c.dropout > 0 or c.edge_dropout > 0:
             draw = rng.random(npix, dtype=np.float32) if fresh else window(bank.uniform(), 2)
             keep = ws.keep
+            rate = (lambda p: np.float32(p)) if s is None else (lambda p: np.minimum(p * s, 1)[:, None])
             if c.dropout > 0:
-                np.greater_equal(draw, np.float32(c.dropout), out=keep)
+                np.greater_equal(draw.reshape(n, -1), rate(c.dropout), out=keep.reshape(n, -1))
             else:
                 keep.fill(True)
             if c.edge_dropout > 0:
-                gone = np.greater_equal(draw, np.float32(1.0 - c.edge_dropout), out=ws.gone)   # the draw's other end
+                gone = np.greater_equal(draw.reshape(n, -1), np.float32(1.0) - rate(c.edge_dropout),
+                                        out=ws.gone.reshape(n, -1)).reshape(-1)   # the draw's other end
                 gone &= self._edges(clean, ws)
                 np.logical_not(gone, out=gone)
                 keep &= gone
-        if c.blobs > 0:
+        if n_slots > 0:
             if keep is None:
                 keep = ws.keep
                 keep.fill(True)
-            self._blobs(keep.reshape(n, h, w), u[3:])
+            most = None if s is None else np.rint(c.blobs * s).astype(np.int64)
+            self._blobs(keep.reshape(n, h, w), u[3:3 + n_blob], n_slots, most)
         if keep is not None:
             z *= keep                    # lost pixels read 0
-        return z.reshape(n, h, w)
+        if s is not None and not np.all(s > 0):
+            off = s <= 0                 # strength 0: the clean render
+            z.reshape(n, -1)[off] = clean.reshape(n, -1)[off]

@@ -37,6 +37,7 @@ ADR_DIMS = {
     "action_noise": ("sigma of action noise", 0.0),
     "action_delay": ("action delay, control steps (rounded)", 0.0),
     "obs_delay": ("observation delay, control steps (rounded)", 0.0),
+    "depth_strength": ("strength of the depth sensor model (0: the clean render)", 0.0),
 }
 
 
