@@ -73,8 +73,11 @@ def test_augmentation():
     same = augment(p, d, "depth", AugmentConfig(), gen, torch.ones(23), 2.5)
     assert torch.equal(same[0], p) and torch.equal(same[1], d)
     _, holes = augment(p, d, "depth", AugmentConfig(depth_dropout=0.3), gen, torch.ones(23), 2.5)
-    frac = float((holes == 2.5).float().mean())
+    frac = float((holes == 0).float().mean())     # lost pixels read 0, as a driver writes them
     assert 0.25 < frac < 0.35
+    # Noise never turns a lost pixel into a valid depth.
+    _, both = augment(p, holes, "depth", AugmentConfig(depth_noise=0.01), gen, torch.ones(23), 2.5)
+    assert torch.equal(both == 0, holes == 0)
     pts = torch.as_tensor(obs_batch(4, "points")["points"])[:, None]
     _, dropped = augment(p, pts, "points", AugmentConfig(point_dropout=0.5), gen, torch.ones(23), 2.5)
     assert dropped.shape == pts.shape
@@ -83,6 +86,33 @@ def test_augmentation():
         orig = {tuple(x) for x in pts[b, 0].tolist()}
         out = [tuple(x) for x in dropped[b, 0].tolist()]
         assert set(out) <= orig and len(set(out)) < len(orig)
+
+
+def test_depth_fill_passes_clean_images_unchanged_and_fills_holes_from_neighbours():
+    cfg = StudentNetConfig(depth_fill=3, **SMALL)
+    filler, plain = Student(cfg, DEPTH_SPEC, 4), net()
+    clean = torch.as_tensor(obs_batch(4)["depth"])
+    # A clean render (no 0, no NaN) reads bit for bit as without filling: training on clean
+    # images is the same computation with or without it.
+    assert torch.equal(filler.read_depth(clean), plain.read_depth(clean))
+    flat = torch.full((1, 1, 16, 16), 0.8)
+    flat[0, 0, 4:8, 4:8] = 0.4                         # a box
+    holes = flat.clone()
+    holes[0, 0, 3:9, 3] = 0.0                          # lost pixels along its left edge
+    holes[0, 0, 12, 12] = float("nan")
+    holes[0, 0, 0, :] = 0.0                            # a lost row on the border
+    filled = filler.read_depth(holes)
+    lost = (holes == 0) | holes.isnan()
+    # Every lost pixel takes a value between its neighbours' (0.4 box, 0.8 table), never far.
+    assert torch.all((filled[lost] >= 0.4 - 1e-6) & (filled[lost] <= 0.8 + 1e-6))
+    assert torch.equal(filled[~lost], holes[~lost])
+    assert torch.isclose(filled[0, 0, 12, 12], torch.tensor(0.8))
+    # Without filling they read far; a hole wider than the passes keeps its middle far.
+    assert torch.all(plain.read_depth(holes)[lost] == plain.far)
+    wide = flat.clone()
+    wide[0, 0, :, 2:11] = 0.0                          # 9 columns lost: 3 passes fill 3 from each side
+    w = filler.read_depth(wide)[0, 0]
+    assert torch.all(w[:, 2:5] < 2.5) and torch.all(w[:, 8:11] < 2.5) and torch.all(w[:, 5:8] == filler.far)
 
 
 @pytest.mark.parametrize("gru", [0, 8])

@@ -114,6 +114,8 @@ def validate(cfg: StudentConfig) -> None:
     for key in ("depth_dropout", "point_dropout"):
         if not 0.0 <= getattr(cfg.augment, key) < 1.0:
             raise ValueError(f"augment.{key}: expected a fraction in [0, 1), got {getattr(cfg.augment, key)}")
+    if not (isinstance(s.depth_fill, int) and not isinstance(s.depth_fill, bool) and s.depth_fill >= 0):
+        raise ValueError(f"student.depth_fill: expected a non-negative integer (fill passes), got {s.depth_fill!r}")
     if len({len(s.cnn_channels), len(s.cnn_kernels), len(s.cnn_strides)}) != 1:
         raise ValueError("student.cnn_channels, cnn_kernels and cnn_strides must have the same length")
 

@@ -31,9 +31,15 @@ def depth_statistics(model: Student, dataset: ChunkDataset, records: list[dict])
         chunk = dataset.load(rec)
         if chunk is None:
             continue
-        d = np.asarray(chunk["depth"], dtype=np.float64)
-        d = np.where(np.isfinite(d) & (d > 0), d, model.far)   # no data reads far, as in Student.encode
-        d = np.clip(d, model.near, model.far)
+        d = np.asarray(chunk["depth"])
+        if model.cfg.depth_fill > 0:     # the images as the CNN reads them, holes filled
+            with torch.no_grad():
+                img = torch.as_tensor(d.reshape(-1, 1, *d.shape[-2:]), dtype=torch.float32)
+                d = model.read_depth(img).numpy().astype(np.float64)
+        else:
+            d = np.asarray(d, dtype=np.float64)
+            d = np.where(np.isfinite(d) & (d > 0), d, model.far)   # no data reads far, as in Student.read_depth
+            d = np.clip(d, model.near, model.far)
         d = d.reshape(-1, *d.shape[-2:])
         total = d.sum(0) if total is None else total + d.sum(0)
         total_sq = np.square(d).sum(0) if total_sq is None else total_sq + np.square(d).sum(0)

@@ -26,6 +26,11 @@ class StudentNetConfig:
     aux_weight: float = 0.0                 # loss weight of the aux head (0 with aux_indices: no head)
     aux_input: str = "sensor"               # sensor: from the image/cloud embedding alone | core: from the fused core
     init_log_std: float = -1.0              # learned state-independent std, used by the "nll" loss
+    # Hole filling before the CNN, as a depth driver's post-processing does: each lost pixel (0 or
+    # NaN) next to valid ones takes their 3x3 mean, repeated this many times; what is still lost
+    # reads far. A clean render has no holes, so it passes unchanged; a noisy one loses the
+    # lost-pixel halo round every object, which a student otherwise learns to find things by.
+    depth_fill: int = 0
 
 
 @dataclass
@@ -33,7 +38,7 @@ class AugmentConfig:
     """Training-time observation noise, so the student does not overfit clean sim sensors."""
 
     depth_noise: float = 0.0                # metres, additive Gaussian per pixel
-    depth_dropout: float = 0.0              # fraction of pixels read as "no return" (far)
+    depth_dropout: float = 0.0              # fraction of pixels lost ("no return": read as 0)
     point_jitter: float = 0.0               # metres, additive Gaussian per point
     point_dropout: float = 0.0              # fraction of points replaced by copies of kept ones
     proprio_noise: float = 0.0              # additive Gaussian, in units of the proprio std

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from robots_ts.policies.students.config import AugmentConfig, StudentNetConfig
@@ -137,10 +138,7 @@ class Student(nn.Module):
         """(B*T, P), (B*T, ...) -> fused features (B*T, F)."""
         p = (proprio - self.proprio_mean) / self.proprio_std
         if self.encoder_group == "depth":
-            # No data reads 0 (16UC1 drivers, the randomized sensor) or NaN (32FC1): no return, far.
-            sensor = torch.nan_to_num(sensor, nan=self.far, posinf=self.far, neginf=self.far)
-            sensor = torch.where(sensor <= 0, torch.full_like(sensor, self.far), sensor)
-            sensor = sensor.clamp(self.near, self.far)
+            sensor = self.read_depth(sensor)
             if self.cfg.depth_norm == "pixel":
                 sensor = (sensor - self.depth_mean) / self.depth_std
             else:
@@ -149,6 +147,25 @@ class Student(nn.Module):
             # Metres around the workspace are small numbers for an MLP: standardise each axis.
             sensor = (sensor - self.points_mean) / self.points_std
         return torch.cat([self.proprio(p), self.sensor(sensor)], dim=-1)
+
+    def read_depth(self, depth: torch.Tensor) -> torch.Tensor:
+        """Depth images (B, 1, H, W) in metres as the CNN reads them: no data (0 in 16UC1 drivers
+        and the randomized sensor, NaN in 32FC1) filled from valid neighbours ``depth_fill``
+        times, the rest read far (no return), clamped to [near, far]."""
+        lost = ~(depth > 0) | torch.isinf(depth)          # NaN compares false: lost
+        if self.cfg.depth_fill > 0:
+            valid = (~lost).to(depth.dtype)
+            z = torch.where(lost, torch.zeros_like(depth), depth)
+            for _ in range(int(self.cfg.depth_fill)):
+                total = F.avg_pool2d(z, 3, 1, 1, count_include_pad=False)
+                weight = F.avg_pool2d(valid, 3, 1, 1, count_include_pad=False)
+                fill = (valid == 0) & (weight > 0)
+                z = torch.where(fill, total / weight.clamp_min(1e-6), z)
+                valid = torch.where(fill, torch.ones_like(valid), valid)
+            lost = valid == 0
+            depth = z
+        depth = torch.where(lost, torch.full_like(depth, self.far), depth)
+        return depth.clamp(self.near, self.far)
 
     def forward(self, proprio: torch.Tensor, sensor: torch.Tensor, hidden: torch.Tensor | None = None,
                 first: torch.Tensor | None = None):
@@ -184,11 +201,14 @@ def augment(proprio: torch.Tensor, sensor: torch.Tensor, encoder: str, cfg: Augm
         proprio = proprio + noise * cfg.proprio_noise * proprio_std
     if encoder == "depth":
         if cfg.depth_noise > 0:
-            sensor = sensor + torch.randn(sensor.shape, generator=gen, dtype=sensor.dtype) * cfg.depth_noise
+            # On valid pixels only: noise on a lost pixel (0) would turn it into a valid depth.
+            noise = torch.randn(sensor.shape, generator=gen, dtype=sensor.dtype) * cfg.depth_noise
+            sensor = torch.where(sensor > 0, sensor + noise, sensor)
         if cfg.depth_dropout > 0:
-            # Real depth cameras lose returns on edges and shiny surfaces: those pixels read "far".
+            # Real depth cameras lose returns on edges and shiny surfaces: those pixels read 0, no
+            # data, as a driver encodes them (the student reads them far or fills them).
             holes = torch.rand(sensor.shape, generator=gen) < cfg.depth_dropout
-            sensor = torch.where(holes, torch.full_like(sensor, far), sensor)
+            sensor = torch.where(holes, torch.zeros_like(sensor), sensor)
     else:
         if cfg.point_jitter > 0:
             sensor = sensor + torch.randn(sensor.shape, generator=gen, dtype=sensor.dtype) * cfg.point_jitter
