@@ -82,7 +82,7 @@ def cmd_refine(argv: list[str]) -> int:
         print(f"run directory: {run}")
         return 0
     cfg = load_config(ResidualConfig, args.config, overrides)
-    run_dir = Path(args.run_dir or f"runs/residual_{cfg.env.task.lower()}_s{cfg.seed}")
+    run_dir = Path(args.run_dir or f"runs/{cfg.mode}_{cfg.env.task.lower()}_s{cfg.seed}")
     run = train_residual(cfg, run_dir)
     print(f"run directory: {run}")
     return 0
@@ -164,7 +164,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 def cmd_bench(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: robots-ts bench {envs,physics,curriculum,curriculum-push,teacher,distill,robustness,randomization-cost,faults,"
-              "sim2sim,export-latency,ros-loop} "
+              "sim2sim,export-latency,ros-loop,scale,residual} "
               "[options]\n"
               "Measurements that print JSON (see each one's --help).")
         return 0 if argv else 2
@@ -176,7 +176,8 @@ def cmd_bench(argv: list[str]) -> int:
                "physics": "robots_ts.bench.physics", "faults": "robots_ts.bench.faults",
                "sim2sim": "robots_ts.bench.sim2sim", "robustness": "robots_ts.bench.robustness",
                "randomization-cost": "robots_ts.bench.randomization_cost",
-               "export-latency": "robots_ts.bench.export", "ros-loop": "robots_ts.bench.ros_loop"}
+               "export-latency": "robots_ts.bench.export", "ros-loop": "robots_ts.bench.ros_loop",
+               "scale": "robots_ts.bench.scale", "residual": "robots_ts.bench.residual"}
     if which not in modules:
         print(f"robots-ts bench: unknown benchmark {which!r}; choose from {sorted(modules)}", file=sys.stderr)
         return 2
@@ -187,7 +188,7 @@ def cmd_bench(argv: list[str]) -> int:
 DELEGATED = {"distill": "robots_ts.policies.distill.dagger:distill_main", "demo": "robots_ts.demo:main",
              "export": "robots_ts.sim2real.export.exporter:main", "deploy": "robots_ts.sim2real.deploy.node:main",
              "sim-robot": "robots_ts.sim2real.deploy.sim_robot:main", "replay": "robots_ts.sim2real.deploy.replay:main",
-             "randomization": "robots_ts.sim2real.randomization.show:main"}
+             "randomization": "robots_ts.sim2real.randomization.show:main", "sweep": "robots_ts.scale.sweep:main"}
 
 
 def _delegate(target: str):
@@ -208,10 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: robots-ts {" + ",".join(COMMANDS) + "} ...\n\n"
               "  train-teacher  train a privileged-state PPO teacher\n"
               "  distill        DAgger-distill a depth / point-cloud student from a teacher\n"
-              "  refine         residual PPO on a frozen student (ResiP)\n"
+              "  refine         residual PPO on a frozen student (ResiP), or PPO on all of it (mode=finetune)\n"
               "  evaluate       success rate (95% CI), returns, videos, parameter grids of any run\n"
               "  demo           teacher -> depth and point-cloud students on Reach, with a report\n"
               "  bench          measurements that print JSON\n"
+              "  sweep          train-teacher / distill runs over seeds and config grids as Ray Tune trials\n"
               "  randomization  show what a domain randomization config does to depth and points\n"
               "  export         a run's policy as ONNX or TorchScript with a manifest for the robot\n"
               "  deploy         run an exported student on a ROS 1 / ROS 2 robot behind a safety layer\n"

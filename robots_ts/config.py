@@ -146,6 +146,8 @@ class EnvConfig:
     episode_steps: int = 0            # 0: the task's default
     terminate_on_success: bool = True
     num_threads: int = 0              # 0: one per core, at most one per world
+    ray_actors: int = 0               # 0: the worlds step in this process; K: split over K Ray actors for
+                                      # training rollouts (robots_ts.scale; evaluations stay in-process)
     init_noise: float = 0.02          # radians of uniform noise on the home joint pose at reset
     depth: DepthConfig = field(default_factory=DepthConfig)
     points: PointsConfig = field(default_factory=PointsConfig)

@@ -111,6 +111,7 @@ def rollout_policy(policy, env_cfg: EnvConfig, episodes: int = 100, seed: int = 
     finally:
         env.close()
     out = summarise(records, env_cfg.task, seed)
+    out["episodes_sha256"] = episodes_digest(records)
     out["backend"] = env_cfg.backend
     out["randomization"] = rand_record
     if video is not None and frames:
@@ -132,6 +133,20 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 0, num_en
     policy = load_policy(run_dir, checkpoint)
     return rollout_policy(policy, policy.env_cfg, episodes=episodes, seed=seed, num_envs=num_envs, video=video,
                           randomization=randomization)
+
+
+def episodes_digest(records: list[dict]) -> str:
+    """SHA-256 of each world's counted episodes' task parameters, in order: two evaluations with the
+    same digest ran the same held-out episodes. Benches compare digests rather than assume it: a
+    world's generator also draws during a point-cloud episode (the cloud's random subset), so there
+    the episodes after a world's first depend on the policy."""
+    import hashlib
+    import json
+
+    worlds: dict[int, list] = {}
+    for r in records:
+        worlds.setdefault(int(r["world"]), []).append([float(v) for v in r["params"]])
+    return hashlib.sha256(json.dumps(sorted(worlds.items())).encode()).hexdigest()
 
 
 def summarise(records: list[dict], task: str, seed: int) -> dict:

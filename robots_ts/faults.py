@@ -28,6 +28,8 @@ POINTS = (
     "student.checkpoint",       # student checkpoint written, metrics line not yet
     "student.pointer",          # metrics line written, latest.json not yet moved
     "dataset.chunk",            # chunk file renamed into place, manifest line not yet
+    "scale.shard.step",         # a Ray actor of a RayVecEnv, inside a step of its worlds
+    "scale.collect.step",       # a Ray actor collecting DAgger data, inside a step of its worlds
 )
 
 

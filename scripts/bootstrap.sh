@@ -34,5 +34,6 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+# The project and its dependencies (Ray and Ray Tune among them: pyproject.toml pins ray[tune]).
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 echo "bootstrap: done ($VENV)"

@@ -40,7 +40,7 @@ def test_cli_reports_unknown_command_and_missing_run(tmp_path, capsys):
     assert "nothing does not exist" in capsys.readouterr().err
     write_run_meta(tmp_path / "other", "bogus")
     assert cli(["evaluate", str(tmp_path / "other")]) == 2
-    assert "unknown run kind 'bogus'; expected one of ['residual', 'student', 'teacher']" in capsys.readouterr().err
+    assert "unknown run kind 'bogus'; expected one of ['finetune', 'residual', 'student', 'teacher']" in capsys.readouterr().err
     assert cli(["bench", "nope"]) == 2
 
 

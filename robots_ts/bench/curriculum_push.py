@@ -11,31 +11,32 @@ over 31.5 kg. Steps:
    parameters (cube size, goal distance) are drawn uniformly once and reused by every cell and
    every policy, so cells and runs are paired. Cells where the oracle succeeds in at least
    ``--threshold`` of the episodes are the *learnable* part of the grid.
-2. **Training.** Every curriculum x seed trains as its own ``robots-ts train-teacher`` subprocess,
-   all at once, each with one torch thread and ``cores // runs`` env worker threads.
+2. **Training.** Every curriculum x seed is a ``robots-ts train-teacher`` run of one
+   ``robots-ts sweep`` (:mod:`robots_ts.scale.sweep`, Ray Tune trials): on a local Ray instance of
+   ``--cores`` CPUs all at once, each reserving ``cores / runs`` of them, with one torch thread
+   and ``cores // runs`` env worker threads (at least one); on a cluster (``--ray-address``) as
+   its CPUs allow.
 3. **Same budget.** When all runs reach ``--total-steps``, that is the budget. When
-   ``--train-seconds`` runs out first, every run is stopped and the budget is the largest
+   ``--train-seconds`` runs out first, the sweep stops every run and the budget is the largest
    checkpoint step that *all* runs reached; each run is evaluated at exactly that checkpoint.
    The config's learning rate is constant, so a run stopped at step S is the run one would get
    by training for S steps.
-4. **Grid evaluation** of every run at the budget's checkpoint (in parallel), then the JSON:
+4. **Grid evaluation** of every run at the budget's checkpoint (Ray tasks, in parallel), then the JSON:
    per run the share of learnable cells mastered (success >= threshold) and the mean success
    over learnable cells, per curriculum their mean and std, bounds, budget and wall times;
    an exact one-sided permutation test over the seeds for each comparison; and a comparison
    PNG (oracle and mean success maps, per-seed mastered shares).
 
 Finished work is reused: a rerun with the same ``--out-dir`` resumes unfinished runs from their
-checkpoints and reads cached grid evaluations.
+checkpoints (the sweep's trials resume the runs their directories hold) and reads cached grid
+evaluations.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -94,79 +95,21 @@ def run_name(curriculum: str, seed: int) -> str:
     return f"{curriculum}_s{seed}"
 
 
-def _latest_step(run_dir: Path) -> int:
-    p = run_dir / "checkpoints" / "latest.json"
-    try:
-        return int(json.loads(p.read_text())["step"])
-    except (FileNotFoundError, ValueError, KeyError):
-        return 0
+def training_trials(curricula, seeds: int, total_steps: int, threads: int, overrides: list[str]) -> list:
+    """The sweep's trials: each curriculum x seed, ``threads`` env worker threads and one torch
+    thread, the bench's overrides, the step budget."""
+    from robots_ts.scale.sweep import Trial
+
+    return [Trial(run_name(c, s), s, [f"env.curriculum.name={c}", f"env.num_threads={threads}", "torch_threads=1",
+                                      *overrides, f"total_steps={total_steps}"], {"curriculum": c})
+            for c in curricula for s in range(seeds)]
 
 
-def _progress_step(run_dir: Path) -> int:
-    """Steps of the last metrics line (progress display only)."""
-    try:
-        with open(run_dir / "metrics.jsonl", "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            last = f.read().decode(errors="ignore").strip().splitlines()[-1]
-        return int(json.loads(last)["steps"])
-    except (FileNotFoundError, IndexError, ValueError, KeyError):
-        return 0
-
-
-def train_command(config: str, run_dir: Path, curriculum: str, seed: int, total_steps: int, threads: int,
-                  overrides: list[str]) -> list[str]:
-    base = [sys.executable, "-m", "robots_ts.cli", "train-teacher"]
-    if (run_dir / "config.yaml").exists():
-        return base + ["--resume", str(run_dir), "--total-steps", str(total_steps)]
-    return base + [config, f"env.curriculum.name={curriculum}", f"env.num_threads={threads}", "torch_threads=1",
-                   *overrides, "--seed", str(seed), "--total-steps", str(total_steps), "--run-dir", str(run_dir)]
-
-
-def train_all(runs: dict[str, Path], specs: dict[str, tuple[str, int]], config: str, total_steps: int,
-              threads: int, overrides: list[str], deadline: float, on_idle=None) -> dict[str, str]:
-    """Start every unfinished run, wait for them or the deadline; returns each run's end state."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    procs: dict[str, subprocess.Popen] = {}
-    state: dict[str, str] = {}
-    for name, run_dir in runs.items():
-        if _latest_step(run_dir) >= total_steps:
-            state[name] = "reused"
-            continue
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cmd = train_command(config, run_dir, *specs[name], total_steps, threads, overrides)
-        log = open(run_dir / "train.log", "ab")
-        procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        log.close()
-        print(f"started {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
-    if on_idle is not None:
-        on_idle()
-    last_report = 0.0
-    while procs:
-        for name, p in list(procs.items()):
-            if p.poll() is not None:
-                state[name] = "finished" if p.returncode == 0 else f"failed (exit {p.returncode})"
-                print(f"{name}: {state[name]} at {_latest_step(runs[name])} steps", file=sys.stderr, flush=True)
-                del procs[name]
-        if procs and time.time() >= deadline:
-            for name, p in procs.items():
-                p.terminate()  # checkpoints are written atomically: the last complete one remains
-            for name, p in procs.items():
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-                state[name] = "stopped at the deadline"
-                print(f"{name}: stopped at the deadline, last checkpoint {_latest_step(runs[name])}",
-                      file=sys.stderr, flush=True)
-            procs.clear()
-        if procs and time.time() - last_report >= 30:
-            last_report = time.time()
-            print("progress: " + ", ".join(f"{n} {_progress_step(runs[n])}" for n in procs),
-                  file=sys.stderr, flush=True)
-        time.sleep(1.0)
-    return state
+def run_cpus(cores: int, runs: int) -> float:
+    """CPUs each run reserves so that all ``runs`` run at once on ``cores``: whole CPUs when there
+    are enough, else an equal fraction of them (Ray places fractions below one)."""
+    # Ray counts CPUs in units of 1/10000: rounded down, all the fractions fit together.
+    return float(cores // runs) if cores >= runs else int(cores / runs * 10_000) / 10_000
 
 
 def cell_index(params: np.ndarray, space, grid_params: tuple[str, ...], n: int) -> np.ndarray:
@@ -197,8 +140,7 @@ def recent_learnable_share(run_dir: Path, step: int, space, grid_params, n: int,
     return {"episodes": len(params), "share": float(learnable[cell_index(params, space, grid_params, n)].mean())}
 
 
-def _eval_worker(args: tuple) -> list[float]:
-    run_dir, checkpoint, rows, cells, episodes, seed, num_envs, threads = args
+def _eval_worker(run_dir, checkpoint, rows, cells, episodes, seed, num_envs, threads) -> list[float]:
     import torch
 
     torch.set_num_threads(1)
@@ -239,7 +181,8 @@ def _summary(values) -> dict:
 def bench(out_dir: Path, config: str = DEFAULT_CONFIG, curricula=CURRICULA, seeds: int = 7,
           total_steps: int = 1_500_000, train_seconds: float = 14400.0, grid: int = 8,
           grid_params: tuple[str, ...] = ("mass", "goal_distance"), grid_episodes: int = 12, threshold: float = 0.75,
-          eval_seed: int = 12345, cores: int | None = None, overrides: list[str] | None = None) -> dict:
+          eval_seed: int = 12345, cores: int | None = None, overrides: list[str] | None = None,
+          ray_address: str | None = None) -> dict:
     from robots_ts.config import load_config
     from robots_ts.envs.world import resolve_task
     from robots_ts.policies.scripted import ScriptedTeacher
@@ -260,10 +203,15 @@ def bench(out_dir: Path, config: str = DEFAULT_CONFIG, curricula=CURRICULA, seed
 
     specs = {run_name(c, s): (c, s) for c in curricula for s in range(seeds)}
     runs = {name: out_dir / name for name in specs}
-    cores = cores or os.cpu_count() or 1
-    threads = max(1, cores // len(runs))
+    from robots_ts.scale.cluster import cluster_cpus, connect
+    from robots_ts.scale.sweep import run_sweep
 
-    # The oracle grid runs in this process while the trainings start (it is short).
+    ray = connect(ray_address, num_cpus=cores)
+    cores = cores or cluster_cpus()
+    threads = max(1, cores // len(runs))
+    trials = training_trials(curricula, seeds, total_steps, threads, overrides)
+
+    # The oracle grid runs in this process before the trainings start (it is short).
     oracle: dict = {}
     oracle_path = out_dir / f"oracle_grid{grid}x{grid_episodes}_seed{eval_seed}.json"
 
@@ -283,12 +231,12 @@ def bench(out_dir: Path, config: str = DEFAULT_CONFIG, curricula=CURRICULA, seed
         print(f"oracle grid: {int(np.sum(rate >= threshold))}/{n_cells} cells learnable "
               f"({oracle['wall_s']} s)", file=sys.stderr, flush=True)
 
+    run_oracle()
     t_train = time.time()
-    end_state = train_all(runs, specs, config, total_steps, threads, overrides, t_train + train_seconds,
-                          on_idle=run_oracle)
+    sweep = run_sweep("train-teacher", config, trials, out_dir, run_cpus(cores, len(runs)), ray_address,
+                      time_budget_s=train_seconds)
+    end_state = {r["name"]: r["status"] if r["error"] is None else f"error: {r['error']}" for r in sweep["trials"]}
     train_wall = time.time() - t_train
-    if not oracle:
-        run_oracle()
     oracle_rate = np.asarray(oracle["cell_success"])
     learnable = oracle_rate >= threshold
 
@@ -297,7 +245,8 @@ def bench(out_dir: Path, config: str = DEFAULT_CONFIG, curricula=CURRICULA, seed
     if budget is None:
         last = {n: sorted(s)[-3:] for n, s in steps.items()}
         raise RuntimeError(f"no checkpoint step common to all runs (last steps: {last}); "
-                           f"run states: {end_state}; see each run's train.log")
+                           f"run states: {end_state}; see {out_dir / 'sweep.json'} and the trials' logs under "
+                           f"{sweep['tune_experiment']}")
 
     # Grid evaluation of every run at the budget's checkpoint, cached per run.
     t_eval = time.time()
@@ -310,14 +259,13 @@ def bench(out_dir: Path, config: str = DEFAULT_CONFIG, curricula=CURRICULA, seed
         else:
             todo.append(name)
     if todo:
-        import multiprocessing as mp
-
-        args = [(str(runs[n]), ck_name, rows, n_cells, grid_episodes, eval_seed, 16, threads) for n in todo]
-        with ProcessPoolExecutor(max_workers=len(todo), mp_context=mp.get_context("spawn")) as ex:
-            for name, rate in zip(todo, ex.map(_eval_worker, args)):
-                results[name] = rate
-                atomic_write_text(runs[name] / f"bench_grid_{budget}_{grid}x{grid_episodes}_seed{eval_seed}.json",
-                                  json.dumps({"checkpoint": ck_name, "cell_success": rate}))
+        evaluate = ray.remote(num_cpus=run_cpus(cores, len(todo)))(_eval_worker)
+        refs = [evaluate.remote(str(runs[n]), ck_name, rows, n_cells, grid_episodes, eval_seed, 16, threads)
+                for n in todo]
+        for name, rate in zip(todo, ray.get(refs)):
+            results[name] = rate
+            atomic_write_text(runs[name] / f"bench_grid_{budget}_{grid}x{grid_episodes}_seed{eval_seed}.json",
+                              json.dumps({"checkpoint": ck_name, "cell_success": rate}))
     eval_wall = time.time() - t_eval
 
     per_run = {}
@@ -353,7 +301,9 @@ def bench(out_dir: Path, config: str = DEFAULT_CONFIG, curricula=CURRICULA, seed
                    # what a uniform (Random) curriculum puts in learnable cells, in expectation
                    "learnable_share_of_space": float(learnable.mean())},
         "per_curriculum": per_curriculum, "per_run": per_run,
-        "machine": {"cores": cores, "env_threads_per_run": threads, "torch_threads_per_run": 1},
+        "machine": {"cores": cores, "env_threads_per_run": threads, "torch_threads_per_run": 1,
+                    "cpus_per_run": run_cpus(cores, len(runs)), "ray_address": ray_address},
+        "sweep": sweep["tune_experiment"],
         "wall_s": {"train": round(train_wall, 1), "grid_eval": round(eval_wall, 1),
                    "oracle": oracle.get("wall_s"), "total": round(time.time() - t0, 1)},
     }
@@ -436,7 +386,9 @@ def main(argv=None) -> int:
     ap.add_argument("--grid-params", default="mass,goal_distance", help="the two parameters the test grid spans")
     ap.add_argument("--grid-episodes", type=int, default=12, help="episodes per cell")
     ap.add_argument("--threshold", type=float, default=0.75, help="success rate at which a cell is mastered")
-    ap.add_argument("--cores", type=int, help="cores to share between the runs (default: all)")
+    ap.add_argument("--cores", type=int, help="CPUs to share between the runs (default: all the machine's, or "
+                    "the cluster's)")
+    ap.add_argument("--ray-address", help="run on this Ray cluster (default: RAY_ADDRESS, else a local instance)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("overrides", nargs="*", help="config key=value overrides for every run")
     args = ap.parse_args(argv)
@@ -449,7 +401,7 @@ def main(argv=None) -> int:
     try:
         res = bench(Path(args.out_dir), args.config, tuple(args.curricula.split(",")), args.seeds, args.total_steps,
                     args.train_seconds, args.grid, grid_params, args.grid_episodes, args.threshold,
-                    cores=args.cores, overrides=args.overrides)
+                    cores=args.cores, overrides=args.overrides, ray_address=args.ray_address)
     except (ValueError, RuntimeError) as exc:  # ConfigError is a ValueError
         print(f"robots-ts bench curriculum-push: {exc}", file=sys.stderr)
         return 2

@@ -17,16 +17,20 @@ with a fixed generator. With 3 seeds the smallest possible p-value is 1/8. The u
 Both arms build their env from the same config, so ``env.randomization=@configs/randomization/default.yaml``
 (or any other override) applies to DAgger's and BC's rollouts, labels and evaluations alike.
 
+The runs are ``robots-ts distill`` runs of two ``robots-ts sweep`` s (:mod:`robots_ts.scale.sweep`,
+Ray Tune trials on a local Ray instance, or on the cluster ``--ray-address`` names): first every
+seed's DAgger run, then the BC runs (their epochs follow from DAgger's metrics). Each trial's
+command names the bench's config, written to ``OUT/bench_config.yaml``.
+
 Prints one JSON object (per-budget mean, std and per-seed success of both, the tests, the teacher's
 success, the commands' settings) and writes ``distill_bench.png``. Finished runs in ``--out`` are
-reused, so a killed benchmark picks up where it stopped.
+reused and unfinished ones resumed, so a killed benchmark picks up where it stopped.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from dataclasses import replace
 from itertools import combinations, product
 from math import comb
 from pathlib import Path
@@ -66,6 +70,36 @@ def _run(cfg: StudentConfig, run_dir: Path, progress: bool = False) -> list[dict
     if last < wanted:
         distill(cfg, run_dir, resume=(run_dir / "run.json").exists(), progress=progress)
     return read_jsonl(run_dir / "metrics.jsonl")
+
+
+def _sweep(cfg: StudentConfig, out: Path, runs: list[tuple[str, int, list[str]]], name: str,
+           cpus_per_run: float, ray_address: str | None) -> dict[str, list[dict]]:
+    """Metrics of the runs ``(name, seed, overrides)`` of ``cfg``: finished ones read, the others
+    run (or resumed) as trials of one sweep."""
+    from omegaconf import OmegaConf
+
+    from robots_ts.runs import atomic_write_text
+    from robots_ts.scale.sweep import Trial, run_sweep, trial_config
+
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "bench_config.yaml"
+    atomic_write_text(config, OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    todo = []
+    for run_name, seed, overrides in runs:
+        trial = Trial(run_name, seed, overrides)
+        run_cfg = trial_config("distill", str(config), trial)
+        check_reusable(run_cfg, out / run_name)
+        done = read_jsonl(out / run_name / "metrics.jsonl") if (out / run_name / "metrics.jsonl").exists() else []
+        wanted = run_cfg.dagger.iterations - 1 if run_cfg.dagger.algorithm == "dagger" else 0
+        if not done or done[-1].get("iteration", -1) < wanted:
+            todo.append(trial)
+    if todo:
+        summary = run_sweep("distill", str(config), todo, out, cpus_per_run, ray_address, name=name)
+        failed = [f"{r['name']} ({r['error'] or r['status']})" for r in summary["trials"] if r["status"] != "done"]
+        if failed:
+            raise RuntimeError(f"bench distill: runs did not finish: {', '.join(failed)}; see {out / (name + '.json')} "
+                               f"and the trials' logs under {summary['tune_experiment']}")
+    return {run_name: read_jsonl(out / run_name / "metrics.jsonl") for run_name, _, _ in runs}
 
 
 def bc_epochs_matching(dagger_records: list[dict], iteration: int) -> int:
@@ -140,22 +174,25 @@ def dagger_vs_bc(labels: list[int], dagger_at: np.ndarray, bc: np.ndarray) -> li
 
 
 def bench_distill(cfg: StudentConfig, seeds: list[int], out: Path, bc_points: int = 4,
-                  bc_epochs: str = "matched") -> dict:
+                  bc_epochs: str = "matched", cpus_per_run: float = 1.0, ray_address: str | None = None) -> dict:
     iterations = cfg.dagger.iterations
     # Budget indices for BC, spread over the run; index 0 is skipped when beta0 = 1, because DAgger's
     # first iteration then *is* BC at that budget (teacher-only rollouts, trained once).
     start = 1 if cfg.dagger.beta0 >= 1.0 else 0
     picks = sorted({int(round(x)) for x in np.linspace(start, iterations - 1, bc_points)})
-    dagger_runs, bc_runs = {}, {}
+    out = Path(out)
+    found = _sweep(cfg, out, [(f"dagger_s{seed}", seed, ["dagger.algorithm=dagger"]) for seed in seeds],
+                   "sweep_dagger", cpus_per_run, ray_address)
+    dagger_runs = {seed: found[f"dagger_s{seed}"] for seed in seeds}
+    bc_specs = []
     for seed in seeds:
-        scfg = replace(cfg, seed=seed, dagger=replace(cfg.dagger, algorithm="dagger"))
-        dagger_runs[seed] = _run(scfg, out / f"dagger_s{seed}")
         for i in picks:
             epochs = bc_epochs_matching(dagger_runs[seed], i) if bc_epochs == "matched" else cfg.dagger.epochs
             # BC's one training phase must not be cut by DAgger's per-iteration cap on trained samples.
-            bcfg = replace(scfg, dagger=replace(scfg.dagger, algorithm="bc", iterations=i + 1, bc_epochs=epochs,
-                                                train_samples=0))
-            bc_runs[(seed, i)] = _run(bcfg, out / f"bc_s{seed}_it{i:03d}")[-1]
+            bc_specs.append((f"bc_s{seed}_it{i:03d}", seed, ["dagger.algorithm=bc", f"dagger.iterations={i + 1}",
+                                                             f"dagger.bc_epochs={epochs}", "dagger.train_samples=0"]))
+    found = _sweep(cfg, out, bc_specs, "sweep_bc", cpus_per_run, ray_address)
+    bc_runs = {(seed, i): found[f"bc_s{seed}_it{i:03d}"][-1] for seed in seeds for i in picks}
     labels = [r["labels"] for r in dagger_runs[seeds[0]]]
     per_seed = {s: [r["student_success"] for r in dagger_runs[s]] for s in seeds}
     dagger = np.array([per_seed[s] for s in seeds])
@@ -234,10 +271,13 @@ def main(argv=None) -> int:
     ap.add_argument("--bc-epochs", choices=["matched", "same"], default="matched",
                     help="matched: BC gets DAgger's training sample-passes; same: dagger.epochs")
     ap.add_argument("--out", default="runs/bench_distill", help="directory for the runs, JSON and plot")
+    ap.add_argument("--cpus-per-run", type=float, default=1.0, help="CPUs each run reserves (default 1)")
+    ap.add_argument("--ray-address", help="run on this Ray cluster (default: RAY_ADDRESS, else a local instance)")
     args, overrides = parse_with_overrides(ap, argv)
     if len(args.seeds) < 3:
         print("robots-ts bench distill: warning: fewer than 3 seeds", file=sys.stderr)
     cfg = load_config(StudentConfig, args.config, overrides)
-    res = bench_distill(cfg, args.seeds, Path(args.out), args.bc_points, args.bc_epochs)
+    res = bench_distill(cfg, args.seeds, Path(args.out), args.bc_points, args.bc_epochs, args.cpus_per_run,
+                        args.ray_address)
     print(json.dumps(res, indent=1))
     return 0

@@ -34,6 +34,16 @@ def make_batched_env(cfg: "EnvConfig", seed: int = 0, sampler=None, *, num_envs:
     return BatchedEnv(replace(cfg, **changes), seed=seed, sampler=sampler)
 
 
+def make_training_env(cfg: "EnvConfig", seed: int = 0, sampler=None):
+    """The env training rollouts run on: :func:`make_batched_env`, or with ``cfg.ray_actors = K``
+    a :class:`robots_ts.scale.vec_env.RayVecEnv` of the same worlds split over K Ray actors."""
+    if cfg.ray_actors:
+        from robots_ts.scale.vec_env import RayVecEnv
+
+        return RayVecEnv(cfg, seed=seed, sampler=sampler)
+    return make_batched_env(cfg, seed=seed, sampler=sampler)
+
+
 def __getattr__(name: str):
     if name == "TASKS":
         from robots_ts.envs.tasks import TASKS
@@ -46,4 +56,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["TASKS", "OBS_GROUPS", "make_batched_env", "register_envs"]
+__all__ = ["TASKS", "OBS_GROUPS", "make_batched_env", "make_training_env", "register_envs"]

@@ -63,6 +63,15 @@ class BatchedEnv(VecEnv):
         self._actions = actions
 
     def step_wait(self):
+        obs, reward, dones, infos = self.advance()
+        self.start_episodes(np.flatnonzero(dones), obs)
+        return obs, reward, dones, infos
+
+    def advance(self):
+        """The step without the auto-reset: observations, rewards, dones and infos (episode results
+        reported to the samplers) as ``step_wait`` returns them, but the finished worlds still hold
+        their last state until :meth:`start_episodes`. Distributed rollouts
+        (:mod:`robots_ts.scale`) split the two so the driver can choose the next episodes' parameters."""
         if self._needs_reset:
             raise RuntimeError("BatchedEnv.step called before reset()")
         w = self.world
@@ -99,15 +108,21 @@ class BatchedEnv(VecEnv):
                     score = float(self._ep_success[i]) if self.cfg.randomization.adr.reward == "success" \
                         else float(self._ep_return[i])
                     w.adr_sampler.update(w.adr_params[i].copy(), score)
-            w.reset_worlds(done_ids)
-            fresh = w.observe(done_ids)
-            for k in obs:
-                obs[k][done_ids] = fresh[k]
-            self._ep_return[done_ids] = 0.0
-            self._ep_success[done_ids] = False
-            for v in self._ep_terms.values():
-                v[done_ids] = 0.0
         return obs, reward.astype(np.float32), dones, infos
+
+    def start_episodes(self, ids, obs: dict[str, np.ndarray]) -> None:
+        """Start new episodes in worlds ``ids`` and write their first observations into ``obs``."""
+        if not len(ids):
+            return
+        w = self.world
+        w.reset_worlds(ids)
+        fresh = w.observe(ids)
+        for k in obs:
+            obs[k][ids] = fresh[k]
+        self._ep_return[ids] = 0.0
+        self._ep_success[ids] = False
+        for v in self._ep_terms.values():
+            v[ids] = 0.0
 
     def close(self) -> None:
         self.world.close()

@@ -13,10 +13,10 @@ from robots_ts.runs import read_run_meta
 # The checkpoint each kind loads when none is named: a teacher's best evaluation; a student's last
 # iteration, its final fit (see robots_ts.policies.students.checkpoint.load_student).
 DEFAULT_CHECKPOINT = {"teacher": "best", "student": "latest"}
-# Every kind load_policy serves; a residual run loads its best evaluation with its base
-# (robots_ts.policies.residual.train.load_residual). Export reads DEFAULT_CHECKPOINT, the kinds it knows: exporting a
-# residual run (base and residual in one graph) is not built yet, and export refuses it by name.
-RUN_KINDS = {**DEFAULT_CHECKPOINT, "residual": "best"}
+# Every kind load_policy (and so evaluate and export) serves; a residual run loads its best evaluation
+# with its base (robots_ts.policies.residual.train.load_residual), a finetune run its best
+# evaluation as a student (load_finetune).
+RUN_KINDS = {**DEFAULT_CHECKPOINT, "residual": "best", "finetune": "best"}
 
 
 def load_policy(run_dir: str | Path, checkpoint: str | None = None, device: str = "cpu"):
@@ -33,6 +33,10 @@ def load_policy(run_dir: str | Path, checkpoint: str | None = None, device: str 
         from robots_ts.policies.residual.train import load_residual
 
         return load_residual(run_dir, checkpoint, device)
+    if kind == "finetune":
+        from robots_ts.policies.residual.train import load_finetune
+
+        return load_finetune(run_dir, checkpoint, device)
     from robots_ts.policies.students.checkpoint import load_student
 
     return load_student(run_dir, checkpoint, device)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from robots_ts.bench.curriculum_push import (DEFAULT_CONFIG, cell_index, common_budget, evaluate_policy_on_grid,
-                                             grid_rows, main, permutation_p_value, train_command)
+                                             grid_rows, main, permutation_p_value, run_cpus, training_trials)
 from robots_ts.config import load_config
 from robots_ts.envs.params import ParamSpace
 from robots_ts.policies.teacher.config import TeacherConfig
@@ -53,15 +53,18 @@ def test_permutation_p_value_is_exact_and_one_sided():
         permutation_p_value([], [1.0])
 
 
-def test_train_command_fresh_and_resume(tmp_path: Path):
-    run = tmp_path / "alp_gmm_s1"
-    cmd = train_command(DEFAULT_CONFIG, run, "alp_gmm", 1, 500_000, 2, ["ppo.n_epochs=5"])
-    assert "env.curriculum.name=alp_gmm" in cmd and "env.num_threads=2" in cmd and "ppo.n_epochs=5" in cmd
-    assert cmd[cmd.index("--seed") + 1] == "1" and cmd[cmd.index("--run-dir") + 1] == str(run)
-    run.mkdir()
-    (run / "config.yaml").write_text("")
-    assert train_command(DEFAULT_CONFIG, run, "alp_gmm", 1, 500_000, 2, [])[-4:] == \
-        ["--resume", str(run), "--total-steps", "500000"]
+def test_training_runs_are_sweep_trials_that_run_all_at_once(tmp_path: Path):
+    from robots_ts.scale.sweep import command_argv
+
+    trials = training_trials(("random", "alp_gmm"), 2, 500_000, 2, ["ppo.n_epochs=5"])
+    assert [t.name for t in trials] == ["random_s0", "random_s1", "alp_gmm_s0", "alp_gmm_s1"]
+    t = trials[3]
+    argv = command_argv("train-teacher", DEFAULT_CONFIG, t, tmp_path / t.name)
+    assert "env.curriculum.name=alp_gmm" in argv and "env.num_threads=2" in argv and "ppo.n_epochs=5" in argv
+    assert "total_steps=500000" in argv and "torch_threads=1" in argv
+    assert argv[argv.index("--seed") + 1] == "1" and argv[argv.index("--run-dir") + 1] == str(tmp_path / "alp_gmm_s1")
+    # Every run at once: whole CPUs each when there are enough, else a share of them.
+    assert run_cpus(8, 4) == 2.0 and run_cpus(2, 14) == pytest.approx(1 / 7, abs=1e-4)
 
 
 def test_config_has_constant_lr_and_a_mostly_unlearnable_mass_range():

@@ -55,9 +55,12 @@ def test_bad_input_is_one_named_line(runs, tmp_path, capsys):
     assert "has no checkpoint yet" in one_line_error(capsys)
     from robots_ts.runs import write_run_meta
 
-    write_run_meta(tmp_path / "residual", "residual")
+    write_run_meta(tmp_path / "sweep", "sweep")
+    assert cli(["export", str(tmp_path / "sweep"), "--out", str(out)]) == 2
+    assert "cannot export a 'sweep' run" in one_line_error(capsys)
+    write_run_meta(tmp_path / "residual", "residual")         # a residual run without its config
     assert cli(["export", str(tmp_path / "residual"), "--out", str(out)]) == 2
-    assert "cannot export a 'residual' run" in one_line_error(capsys)
+    assert "config.yaml is missing" in one_line_error(capsys)
     assert not out.exists()
 
 

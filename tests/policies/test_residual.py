@@ -219,7 +219,8 @@ def test_refine_end_to_end_and_evaluate(bases, tmp_path, capsys):
     assert sha256_of(tensors) == digest
     policy = load_policy(run)
     assert isinstance(policy, RefinedPolicy)
-    assert set(policy.obs_groups) == {"proprio", "depth", "privileged"}
+    assert set(policy.obs_groups) == {"proprio", "depth"}            # the critic's privileged group is not read
+    assert policy.env_cfg.obs_groups == ["proprio", "depth"]
     capsys.readouterr()
     assert cli(["evaluate", str(run), "--episodes", "2", "--num-envs", "2", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
@@ -231,11 +232,11 @@ def test_refine_end_to_end_and_evaluate(bases, tmp_path, capsys):
     assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 320
     assert sha256_of(tensors) == digest
     assert isinstance(load_policy(run, "latest"), RefinedPolicy)
-    capsys.readouterr()
-    # Exporting base and residual together is not built yet: refused by name, nothing written.
-    assert cli(["export", str(run), "--out", str(tmp_path / "export")]) == 2
-    assert "cannot export a 'residual' run" in capsys.readouterr().err
-    assert not (tmp_path / "export").exists()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rollouts = [r for r in records if "steps_per_s" in r]
+    # Warm-up rollouts (up to step 64) executed the base alone; after them the residual acts everywhere.
+    assert [r["residual_share"] for r in rollouts if r["steps"] <= 64] == [0.0, 0.0]
+    assert all(r["residual_share"] == 1.0 for r in rollouts if r["steps"] > 64)
 
 
 def test_refine_without_base_is_a_named_error(tmp_path, capsys):

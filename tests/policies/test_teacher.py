@@ -42,6 +42,20 @@ def test_tiny_run_writes_checkpoint_that_ppo_and_evaluate_accept(tmp_path, capsy
     assert res["mean_episode_length"] > 0
 
 
+def test_run_without_observation_normalization_checkpoints_resumes_and_evaluates(tmp_path, capsys):
+    run = tmp_path / "raw_obs"
+    args = ["checkpoint_every=256", "eval_every=256", "ppo.norm_obs=false", *TINY]
+    assert cli(["train-teacher", "configs/teacher/reach.yaml", "--run-dir", str(run), "--total-steps", "256", *args]) == 0
+    stats = json.loads((run / "checkpoints" / "latest.norm.json").read_text()) \
+        if (run / "checkpoints" / "latest.norm.json").exists() else None
+    assert stats is None or stats["obs"] == {}
+    assert cli(["train-teacher", "--resume", str(run), "--total-steps", "512"]) == 0
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] >= 512
+    capsys.readouterr()
+    assert cli(["evaluate", str(run), "--episodes", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 4
+
+
 def test_resume_after_sigkill_continues_step_count(tmp_path):
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "robots_ts.cli", "train-teacher", "configs/teacher/reach.yaml", "--run-dir", str(run),

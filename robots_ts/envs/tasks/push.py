@@ -17,6 +17,15 @@ CUBE_Y = (-0.15, 0.15)
 PUSH_HOVER = 0.08  # m above the spot behind the cube, while the hand is not yet lined up
 
 
+def push_bodies(goal_radius: float) -> tuple[Body, ...]:
+    """The cube, and the goal disc drawn at the success radius."""
+    return (Body("cube", (box("cube", [0.025] * 3, (0.2, 0.6, 0.9, 1)),), free=True, mass=0.2,
+                 friction=(0.6, 0.005, 0.0001), pos=(0.5, 0.0, 0.025)),
+            # The goal disc is a command, not an object: hidden from the depth camera.
+            Body("goal", (Shape("goal", "cylinder", (goal_radius, 0.001), (0.2, 0.9, 0.3, 0.5), depth=False),),
+                 pos=(0.6, 0.0, 0.001)))
+
+
 class Push(Task):
     name = "Push"
     params = ParamSpace(("half_size", "friction", "mass", "goal_distance"),
@@ -25,12 +34,8 @@ class Push(Task):
     command_names = ("goal_x", "goal_y", "goal_z")
     privileged_dim = 3 + 4 + 3 + 3 + 3 + 3 + 3
     reward_scales = {"reach": -1.0, "push": -2.0, "progress": 4.0, "success": 10.0, "action_rate": -0.005}
-
-    bodies = (Body("cube", (box("cube", [0.025] * 3, (0.2, 0.6, 0.9, 1)),), free=True, mass=0.2,
-                   friction=(0.6, 0.005, 0.0001), pos=(0.5, 0.0, 0.025)),
-              # The goal disc is a command, not an object: hidden from the depth camera.
-              Body("goal", (Shape("goal", "cylinder", (GOAL_RADIUS, 0.001), (0.2, 0.9, 0.3, 0.5), depth=False),),
-                   pos=(0.6, 0.0, 0.001)))
+    goal_radius = GOAL_RADIUS   # success: the cube's centre within this distance of the goal (in the plane)
+    bodies = push_bodies(GOAL_RADIUS)
 
     def __init__(self):
         super().__init__()
@@ -79,10 +84,14 @@ class Push(Task):
         speed = np.einsum("ij,ij->i", s.qvel[:, self.qvel_sl][:, :2], u)
         return {"reach": np.tanh(reach_d / 0.2), "push": np.tanh(goal_d / 0.1),
                 "progress": np.clip(speed, -0.25, 0.25),
-                "success": (goal_d < GOAL_RADIUS).astype(np.float64)}
+                "success": self.success(s).astype(np.float64)}
+
+    def goal_distance(self, s: StateBatch) -> np.ndarray:
+        """(N,) the cube centre's distance to the goal in the plane."""
+        return np.linalg.norm((s.command - self.cube_pos(s))[:, :2], axis=1)
 
     def success(self, s):
-        return np.linalg.norm((s.command - self.cube_pos(s))[:, :2], axis=1) < GOAL_RADIUS
+        return self.goal_distance(s) < self.goal_radius
 
     def scripted_action(self, s, phase):
         """Go behind the cube (phase 0), lower (1), push through the goal (2)."""

@@ -195,6 +195,17 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
     teacher, env, model = build(cfg, teacher)
     n = env.num_envs
     student = StudentPolicy(model, cfg.env, cfg.device)
+    collector = None
+    if cfg.env.ray_actors:   # collection on Ray actors; evaluations stay on this process's env
+        from robots_ts.scale.collect import RayCollector
+
+        try:
+            collector = RayCollector(env.cfg, cfg.seed, cfg.env.ray_actors, teacher, student, sampler=env.sampler,
+                                     adr_sampler=env.world.adr_sampler)
+        except BaseException:
+            env.close()
+            raise
+    gather = collector.collect if collector is not None else collect
     dataset = ChunkDataset(run_dir / "dataset", cfg.dagger.depth_storage)
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     ck_dir = run_dir / "checkpoints"
@@ -231,7 +242,7 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
         for it, beta, n_steps, epochs, capped in steps[start:]:
             t0 = time.perf_counter()
             bar.set_postfix_str(f"iter {it} collecting (beta {beta:.2f})")
-            col = collect(env, teacher, student, dataset, it, beta, n_steps, cfg.seed, cfg.dagger.chunk_steps, bar)
+            col = gather(env, teacher, student, dataset, it, beta, n_steps, cfg.seed, cfg.dagger.chunk_steps, bar)
             labels += n_steps * n
             keep = cfg.dagger.keep_last
             records = dataset.records(max(0, it - keep + 1) if keep else 0)
@@ -271,6 +282,8 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
         bar.close()
         tb.close()
         env.close()
+        if collector is not None:
+            collector.close()
     from robots_ts.sim2real.randomization.adr import record_randomization
 
     record_randomization(env.world, run_dir)

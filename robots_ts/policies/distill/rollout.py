@@ -43,6 +43,44 @@ def teacher_label(teacher, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.n
     return np.clip(np.asarray(mean, dtype=np.float32), -1.0, 1.0), std
 
 
+def mixed_actions(teacher, student, obs: dict[str, np.ndarray], beta: float, coin: np.ndarray | None):
+    """One step of a beta-mixed rollout: (executed action, teacher label, teacher std or None, mask of
+    the worlds where the teacher acted). ``coin``: one uniform draw per world (unused when
+    ``beta >= 1``); the teacher acts where it is below ``beta``."""
+    label, std = teacher_label(teacher, obs)
+    if beta >= 1.0:
+        return label, label, std, np.ones(len(label), dtype=bool)
+    # The student is queried every step, even where the teacher acts, so that a recurrent
+    # student's memory follows the trajectory it is on.
+    mine = student.act(subset(obs, student.obs_groups))
+    from_teacher = coin < beta
+    return np.where(from_teacher[:, None], label, mine), label, std, from_teacher
+
+
+class EpisodeLedger:
+    """Episode ids of one collection (unique across the dataset: the iteration in the high 32 bits,
+    then one count over the worlds' episodes in the order they start), which worlds just started
+    an episode, and the ids of the successful ones."""
+
+    def __init__(self, iteration: int, num_envs: int):
+        self.base = int(iteration) << 32
+        self.ids = self.base + np.arange(num_envs, dtype=np.int64)
+        self.next_id = num_envs
+        self.first = np.ones(num_envs, dtype=bool)
+        self.successes: list[int] = []
+        self.finished = 0
+
+    def end(self, done: np.ndarray, success) -> None:
+        """After a step: worlds ``done`` finished (``success(i)``: whether world i's episode succeeded)."""
+        for i in np.flatnonzero(done):
+            if success(i):
+                self.successes.append(int(self.ids[i]))
+            self.ids[i] = self.base + self.next_id
+            self.next_id += 1
+            self.finished += 1
+        self.first = done.copy()
+
+
 def collect(env, teacher, student, dataset: ChunkDataset, iteration: int, beta: float, steps: int,
             seed: int, chunk_steps: int, progress=None) -> dict:
     """Roll out ``steps`` env steps in which, per world and step, the teacher acts with probability
@@ -52,29 +90,18 @@ def collect(env, teacher, student, dataset: ChunkDataset, iteration: int, beta: 
     """
     n = env.num_envs
     coin = np.random.default_rng(seed_for(seed, iteration, COLLECT, 1))
-    everyone = np.ones(n, dtype=bool)
     store = [g for g in (*student.obs_groups, "privileged") if g in env.observation_space.spaces]
-    base = int(iteration) << 32   # episode ids unique across the whole dataset
-    episode = base + np.arange(n, dtype=np.int64)
+    episodes = EpisodeLedger(iteration, n)
     buf: dict[str, list[np.ndarray]] = {}
-    successes: list[int] = []
-    # Mutable state of the rollout: the next episode id, which worlds just started an episode, the
-    # chunks written and the steps where the teacher acted.
-    state = {"next_id": n, "first": everyone.copy(), "chunk": 0, "teacher_steps": 0}
+    # Mutable state of the rollout: the chunks written and the steps where the teacher acted.
+    state = {"chunk": 0, "teacher_steps": 0}
 
     def act(obs):
-        label, std = teacher_label(teacher, obs)
-        if beta >= 1.0:
-            action, from_teacher = label, everyone
-        else:
-            # The student is queried every step, even where the teacher acts, so that a recurrent
-            # student's memory follows the trajectory it is on.
-            mine = student.act(subset(obs, student.obs_groups))
-            from_teacher = coin.random(n) < beta
-            action = np.where(from_teacher[:, None], label, mine)
+        action, label, std, from_teacher = mixed_actions(teacher, student, obs, beta,
+                                                         coin.random(n) if beta < 1.0 else None)
         state["teacher_steps"] += int(from_teacher.sum())
         sample = {g: obs[g] for g in store}
-        sample.update(action=label, first=state["first"], episode=episode.copy())
+        sample.update(action=label, first=episodes.first, episode=episodes.ids.copy())
         if std is not None:
             sample["std"] = std
         for k, v in sample.items():
@@ -82,12 +109,7 @@ def collect(env, teacher, student, dataset: ChunkDataset, iteration: int, beta: 
         return action
 
     def after_step(t, done, infos):
-        for i in np.flatnonzero(done):
-            if infos[i]["is_success"]:
-                successes.append(int(episode[i]))
-            episode[i] = base + state["next_id"]
-            state["next_id"] += 1
-        state["first"] = done.copy()
+        episodes.end(done, lambda i: infos[i]["is_success"])
         if len(buf["action"]) == chunk_steps or t == steps - 1:
             dataset.write_chunk(iteration, state["chunk"], {k: np.stack(v) for k, v in buf.items()})
             buf.clear()
@@ -98,11 +120,15 @@ def collect(env, teacher, student, dataset: ChunkDataset, iteration: int, beta: 
     t0 = time.perf_counter()
     finished = run_episodes(env, act, [teacher, student], steps=steps, seed=seed_for(seed, iteration, COLLECT),
                             after_step=after_step)
-    dataset.mark_episodes(iteration, successes)
-    seconds = time.perf_counter() - t0
-    return {"rollout_episodes": len(finished), "rollout_success": len(successes) / max(1, len(finished)),
-            "teacher_action_fraction": state["teacher_steps"] / (steps * n),
-            "collect_steps_per_s": steps * n / seconds}
+    dataset.mark_episodes(iteration, episodes.successes)
+    return collect_summary(len(finished), len(episodes.successes), state["teacher_steps"], steps * n,
+                           time.perf_counter() - t0)
+
+
+def collect_summary(episodes: int, successes: int, teacher_steps: int, samples: int, seconds: float) -> dict:
+    """The metrics a collection adds to its iteration's record."""
+    return {"rollout_episodes": episodes, "rollout_success": successes / max(1, episodes),
+            "teacher_action_fraction": teacher_steps / samples, "collect_steps_per_s": samples / seconds}
 
 
 def evaluate(env, actor, episodes: int, seed: int, teacher=None) -> dict:

@@ -1,10 +1,14 @@
-"""Typed config of a residual refinement run (``configs/residual/*.yaml``)."""
+"""Typed config of a refinement run (``configs/residual/*.yaml``): a residual on a frozen base
+(``mode: residual``, ResiP) or the whole student fine-tuned with PPO (``mode: finetune``, the
+baseline ResiP compares against), with the same env, budget and options."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from robots_ts.config import EnvConfig
 from robots_ts.policies.teacher.config import PPOConfig, TeacherConfig
+
+MODES = ("residual", "finetune")
 
 
 def _residual_env() -> EnvConfig:
@@ -20,12 +24,17 @@ def _residual_ppo() -> PPOConfig:
 
 @dataclass
 class ResidualConfig(TeacherConfig):
-    """A TeacherConfig (PPO, budget, checkpoints, evaluation) plus the residual's own fields, so the
+    """A TeacherConfig (PPO, budget, checkpoints, evaluation) plus the refinement's own fields, so the
     teacher's training callback serves refinement unchanged."""
     env: EnvConfig = field(default_factory=_residual_env)
     ppo: PPOConfig = field(default_factory=_residual_ppo)
     base: str = ""                    # the frozen student's run directory (or a checkpoint .json)
     base_checkpoint: str = "latest"   # which of the base run's checkpoints
+    mode: str = "residual"            # residual | finetune (PPO on the whole student: the baseline)
     alpha: list[float] = field(default_factory=lambda: [0.1])   # one value, or one per action dimension
     warmup_steps: int = 0             # env steps during which only the critic trains, on base rollouts
     asymmetric_critic: bool = False   # the critic also reads the privileged group; the actor never does
+    # [start, end, steps]: the share of episodes the refined policy acts in grows linearly from start
+    # to end over the first `steps` env steps after the warm-up (steps 0: `end` throughout); in the
+    # other episodes the base acts alone, exactly (infos["residual"] says which).
+    share: list[float] = field(default_factory=lambda: [1.0, 1.0, 0])

@@ -8,6 +8,8 @@ zero: at initialisation the refined policy's deterministic action is the base's.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -17,7 +19,8 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from robots_ts.policies.residual.env import BASE_ACTION, alpha_vector, combine
+from robots_ts.policies.residual.env import BASE_ACTION, alpha_vector, combine, depth_reading
+from robots_ts.policies.teacher.load import ObsNormalizer
 
 
 class KeyedFlatten(BaseFeaturesExtractor):
@@ -89,6 +92,11 @@ class ResidualActorCriticPolicy(MultiInputActorCriticPolicy):
                                       self.vf_features_extractor.features_dim, self.net_arch,
                                       self.activation_fn, self.device)
 
+    def actor_mean(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The actor's deterministic output from the actor's keys alone (normalized as the env
+        normalizes them): what acting, evaluation and export compute, with no privileged input."""
+        return self.action_net(self.mlp_extractor.forward_actor(self.pi_features_extractor(obs)))
+
     def actor_parameters(self) -> list[nn.Parameter]:
         """Everything only the actor uses: its MLP, the mean head and the log-std."""
         return [*self.pi_features_extractor.parameters(), *self.mlp_extractor.policy_net.parameters(),
@@ -111,7 +119,8 @@ def set_actor_trainable(policy: ResidualActorCriticPolicy, trainable: bool) -> N
 class CriticWarmup(BaseCallback):
     """For the rollouts that start before ``warmup_steps``: the base acts alone (the residual's
     output is not executed) and only the critic trains, so the actor starts from a value function
-    of the base instead of a random one."""
+    of the base instead of a random one. It also keeps the env's share schedule on the run's step
+    count (a resumed run's too)."""
 
     def __init__(self, residual_env, warmup_steps: int):
         super().__init__()
@@ -126,6 +135,7 @@ class CriticWarmup(BaseCallback):
             self.warming = warming
 
     def _on_training_start(self) -> None:
+        self.residual_env.set_clock(self.num_timesteps)   # the share schedule's clock, on resume too
         self._apply()
 
     def _on_rollout_start(self) -> None:
@@ -137,24 +147,46 @@ class CriticWarmup(BaseCallback):
 
 class RefinedPolicy:
     """Base + residual as a :class:`~robots_ts.policies.Policy`: the base acts, the residual's
-    deterministic mean corrects it."""
+    deterministic mean corrects it. It reads the base's sensor groups only (the actor's path; an
+    asymmetric critic's privileged input is neither needed nor read), so ``obs_groups`` and
+    ``env_cfg`` are the base's: evaluations and exports never compute privileged state."""
 
-    def __init__(self, base, model, alpha, env_cfg, normalize=None):
-        self.base, self.model, self.normalize = base, model, normalize
-        self.env_cfg = env_cfg
-        self.obs_groups = tuple(env_cfg.obs_groups)
+    def __init__(self, base, model, alpha, env_cfg, stats: dict | None = None, checkpoint=None):
+        self.base, self.model = base, model
+        self.policy = model.policy
+        self.obs_groups = tuple(base.obs_groups)
+        self.env_cfg = replace(env_cfg, obs_groups=list(self.obs_groups))
         self.alpha = alpha_vector(alpha, model.action_space.shape[0])
-        self.keys = list(model.observation_space.spaces)
+        self.actor_keys = list(self.policy.actor_keys)
+        extra = [k for k in self.actor_keys if k not in (*self.obs_groups, BASE_ACTION)]
+        if extra:
+            raise ValueError(f"residual actor reads {extra}, which its base's sensor groups "
+                             f"{list(self.obs_groups)} do not include")
+        # The normalization statistics of the actor's keys (VecNormalize's of the run).
+        self.normalize = None
+        if stats is not None:
+            self.normalize = ObsNormalizer({k: v for k, v in stats["obs"].items() if k in self.actor_keys},
+                                           stats["clip_obs"])
+        self.checkpoint = checkpoint
+
+    def residual(self, obs: dict, a_base: np.ndarray) -> np.ndarray:
+        """The residual's deterministic output in [-1, 1] for the base's action ``a_base``."""
+        o = {k: obs[k] for k in self.actor_keys if k != BASE_ACTION}
+        if "depth" in o:
+            o["depth"] = depth_reading(o["depth"], self.env_cfg.depth.near, self.env_cfg.depth.far)
+        o[BASE_ACTION] = a_base
+        if self.normalize is not None:
+            o = self.normalize(o)
+        device = self.policy.device
+        with torch.no_grad():
+            r = self.policy.actor_mean({k: torch.as_tensor(np.asarray(v, np.float32), device=device)
+                                        for k, v in o.items()})
+        return np.clip(r.cpu().numpy(), -1.0, 1.0)
 
     def act_with_base(self, obs: dict) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             a_base = np.asarray(self.base.act({g: obs[g] for g in self.base.obs_groups}), dtype=np.float32)
-        o = {k: obs[k] for k in self.keys if k != BASE_ACTION}
-        o[BASE_ACTION] = a_base
-        if self.normalize is not None:
-            o = self.normalize(o)
-        r, _ = self.model.predict(o, deterministic=True)
-        return combine(a_base, r, self.alpha), a_base
+        return combine(a_base, self.residual(obs, a_base), self.alpha), a_base
 
     def act(self, obs: dict) -> np.ndarray:
         return self.act_with_base(obs)[0]

@@ -1,12 +1,15 @@
-"""``robots-ts refine``: PPO on a residual over a frozen student, and loading a residual run.
+"""``robots-ts refine``: PPO on a residual over a frozen student (or, ``mode=finetune``, on the whole
+student), and loading such runs.
 
-The run directory is a teacher's (``run.json`` of kind "residual", ``config.yaml``,
+The run directory is a teacher's (``run.json`` of kind "residual" or "finetune", ``config.yaml``,
 ``metrics.jsonl``, ``checkpoints/`` as SB3 + JSON sets, progress, evaluations with ``best``,
-resume): the teacher's training loop runs it, given a :class:`ResidualRunner`. The saved config records the base's absolute path and the env the
-residual actually trained in (the base's, see :mod:`robots_ts.policies.residual.config`).
+resume): the teacher's training loop runs it, given a :class:`ResidualRunner` (or
+:class:`FinetuneRunner`). The saved config records the base's absolute path and the env the run
+actually trained in (the base's, see :mod:`robots_ts.policies.residual.config`).
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,16 +17,18 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.vec_env import VecNormalize
 
 from robots_ts.config import ConfigError, load_run_config
 from robots_ts.envs import make_batched_env
-from robots_ts.policies.residual.config import ResidualConfig
-from robots_ts.policies.residual.env import BASE_ACTION, ResidualVecEnv, alpha_vector
+from robots_ts.policies.residual.config import MODES, ResidualConfig
+from robots_ts.policies.residual.env import (BASE_ACTION, RESIDUAL_INFO, ResidualVecEnv, ShareSchedule,
+                                             alpha_vector)
 from robots_ts.policies.residual.policy import CriticWarmup, RefinedPolicy, ResidualActorCriticPolicy
 from robots_ts.policies.teacher import train as teacher_train
 from robots_ts.policies.teacher.checkpoint import uses_manifests, verify_set
-from robots_ts.policies.teacher.load import (ObsNormalizer, load_norm_stats, load_sb3, norm_stats_of,
-                                           resolve_checkpoint, schedule_objects)
+from robots_ts.policies.teacher.load import (load_norm_stats, load_sb3, norm_stats_of, resolve_checkpoint,
+                                             schedule_objects)
 from robots_ts.runs import read_run_meta
 
 PRIVILEGED = "privileged"
@@ -56,13 +61,18 @@ def resolved(cfg: ResidualConfig, base) -> ResidualConfig:
 
 def validate(cfg: ResidualConfig, action_dim: int | None = None) -> None:
     teacher_train.validate(cfg)
+    if cfg.mode not in MODES:
+        raise ConfigError(f"mode: expected one of {list(MODES)}, got {cfg.mode!r}")
+    if cfg.init:
+        raise ConfigError("init: a refinement starts from its base (base=RUN), not from a teacher run")
     if cfg.warmup_steps < 0:
         raise ConfigError(f"warmup_steps: expected an integer >= 0, got {cfg.warmup_steps}")
-    if action_dim is not None:
-        try:
+    try:
+        ShareSchedule(cfg.share)
+        if action_dim is not None:
             alpha_vector(cfg.alpha, action_dim)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def policy_kwargs(cfg: ResidualConfig, groups) -> dict:
@@ -73,35 +83,98 @@ def policy_kwargs(cfg: ResidualConfig, groups) -> dict:
                 activation_fn=teacher_train.ACTIVATIONS[p.activation], log_std_init=p.log_std_init)
 
 
-def make_model(cfg: ResidualConfig, venv, tensorboard_log: str | None = None) -> PPO:
+def make_model(cfg: ResidualConfig, venv, tensorboard_log: str | None = None, policy=ResidualActorCriticPolicy,
+               kwargs: dict | None = None) -> PPO:
     p = cfg.ppo
-    return PPO(ResidualActorCriticPolicy, venv, learning_rate=teacher_train.learning_rate(p), n_steps=p.n_steps,
+    return PPO(policy, venv, learning_rate=teacher_train.learning_rate(p), n_steps=p.n_steps,
                batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda,
                clip_range=p.clip_range, ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
                target_kl=p.target_kl or None, seed=cfg.seed, device=cfg.device, verbose=0,
-               tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs(cfg, cfg.env.obs_groups))
+               tensorboard_log=tensorboard_log, policy_kwargs=kwargs or policy_kwargs(cfg, cfg.env.obs_groups))
+
+
+def make_finetune_model(cfg: ResidualConfig, venv, base, tensorboard_log: str | None = None) -> PPO:
+    """PPO whose actor is a copy of the base student, with a log-std that explores as much in the
+    executed action as the residual does (``alpha * exp(ppo.log_std_init)`` per dimension)."""
+    from robots_ts.policies.residual.finetune import FinetunePolicy, check_base, student_meta
+
+    student = check_base(base)
+    groups = ["proprio", student.encoder_group]
+    p = cfg.ppo
+    kwargs = dict(student_meta=student_meta(student),
+                  critic_keys=groups + ([PRIVILEGED] if cfg.asymmetric_critic else []),
+                  net_arch=dict(pi=[], vf=list(p.net_arch)), activation_fn=teacher_train.ACTIVATIONS[p.activation],
+                  log_std_init=p.log_std_init)
+    model = make_model(cfg, venv, tensorboard_log, FinetunePolicy, kwargs)
+    alpha = alpha_vector(cfg.alpha, venv.action_space.shape[0])
+    model.policy.load_student(student, np.log(np.maximum(alpha, 1e-6)) + p.log_std_init)
+    return model
+
+
+def normalized(renv, cfg: ResidualConfig) -> VecNormalize:
+    """VecNormalize over the refinement env. The residual reads every key normalized; the fine-tuned
+    student reads raw sensors (it has its own normalization), so only the critic's privileged group
+    is normalized for it. ``ppo.norm_obs=false``: no key (the statistics files keep their form)."""
+    p = cfg.ppo
+    if not p.norm_obs:
+        keys = []
+    elif cfg.mode == "residual":
+        keys = list(renv.observation_space.spaces)
+    else:
+        keys = [PRIVILEGED] if cfg.asymmetric_critic else []
+    return VecNormalize(renv, norm_obs=True, norm_reward=p.norm_reward, clip_obs=p.clip_obs, gamma=p.gamma,
+                        norm_obs_keys=keys)
 
 
 def build(cfg: ResidualConfig, base, run_dir: Path | None = None):
     """(batched env, residual env, normalized env, PPO) for a resolved config."""
     env = make_batched_env(cfg.env, seed=cfg.seed)
-    renv = ResidualVecEnv(env, base, cfg.alpha)
-    venv = teacher_train.normalized(renv, cfg)
-    return env, renv, venv, make_model(cfg, venv, str(run_dir / "tb") if run_dir else None)
+    renv = ResidualVecEnv(env, base, cfg.alpha, (cfg.env.depth.near, cfg.env.depth.far), cfg.mode,
+                          ShareSchedule(cfg.share, cfg.warmup_steps), cfg.seed)
+    venv = normalized(renv, cfg)
+    tb = str(run_dir / "tb") if run_dir else None
+    model = make_finetune_model(cfg, venv, base, tb) if cfg.mode == "finetune" else make_model(cfg, venv, tb)
+    return env, renv, venv, model
 
 
 class ResidualCallback(teacher_train.TeacherCallback):
-    """The teacher's callback; evaluations roll out base + residual."""
+    """The teacher's callback; evaluations roll out the refined policy, and each rollout's record
+    says which share of episodes the refined policy acted in and how those episodes did."""
     kind = "residual"
 
-    def __init__(self, cfg, run_dir, env, venv, state, base):
+    def __init__(self, cfg, run_dir, env, venv, state, base, renv):
         super().__init__(cfg, run_dir, env, venv, state)
-        self.base = base
+        self.base, self.renv = base, renv
+        self.refined: deque = deque(maxlen=200)     # (refined, success) of recent episodes
+
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"]:
+            if "episode" in info:
+                self.refined.append((bool(info[RESIDUAL_INFO]), float(info["is_success"])))
+        return super()._on_step()
+
+    def extra_metrics(self) -> dict:
+        rec = {"residual_share": round(self.renv.share(self.num_timesteps), 4) if self.renv.residual_enabled else 0.0}
+        if self.refined:
+            flags = np.array([r for r, _ in self.refined])
+            wins = np.array([s for _, s in self.refined])
+            rec["refined_episodes"] = float(flags.mean())
+            rec["success_refined"] = float(wins[flags].mean()) if flags.any() else None
+            rec["success_base_only"] = float(wins[~flags].mean()) if (~flags).any() else None
+        return rec
 
     def live_policy(self):
-        stats = norm_stats_of(self.venv)
-        normalize = ObsNormalizer(stats["obs"], stats["clip_obs"]) if self.venv.norm_obs else None
-        return RefinedPolicy(self.base, self.model, self.cfg.alpha, self.cfg.env, normalize)
+        stats = norm_stats_of(self.venv) if self.venv.norm_obs else None
+        return RefinedPolicy(self.base, self.model, self.cfg.alpha, self.cfg.env, stats)
+
+
+class FinetuneCallback(ResidualCallback):
+    kind = "finetune"
+
+    def live_policy(self):
+        from robots_ts.policies.students.checkpoint import StudentPolicy
+
+        return StudentPolicy(self.model.policy.as_student(), self.cfg.env)
 
 
 class ResidualRunner(teacher_train.Runner):
@@ -109,6 +182,7 @@ class ResidualRunner(teacher_train.Runner):
     residual env, with the critic warm-up beside the teacher's callback."""
     kind = "residual"
     config_cls = ResidualConfig
+    callback_cls = ResidualCallback
 
     def __init__(self, base=None):
         self.base = base
@@ -125,28 +199,57 @@ class ResidualRunner(teacher_train.Runner):
         return env, venv, model
 
     def callbacks(self, cfg, run_dir: Path, env, venv, state: dict):
-        cb = ResidualCallback(cfg, run_dir, env, venv, state, self.base)
+        cb = self.callback_cls(cfg, run_dir, env, venv, state, self.base, self.renv)
         return cb, CallbackList([CriticWarmup(self.renv, cfg.warmup_steps), cb])
 
     def meta(self, cfg) -> dict:
         return {"task": cfg.env.task, "backend": cfg.env.backend, "base": cfg.base,
-                "obs_groups": list(cfg.env.obs_groups)}
+                "obs_groups": list(cfg.env.obs_groups), "mode": cfg.mode}
+
+
+class FinetuneRunner(ResidualRunner):
+    kind = "finetune"
+    callback_cls = FinetuneCallback
+
+
+RUNNERS = {"residual": ResidualRunner, "finetune": FinetuneRunner}
 
 
 def train_residual(cfg: ResidualConfig | None = None, run_dir: str | Path | None = None, resume: bool = False,
                    total_steps: int | None = None) -> Path:
-    """Refine ``cfg.base`` with a residual (or, with ``resume``, continue the run in ``run_dir``);
-    returns the run directory. Every check happens before the run directory is created or touched."""
+    """Refine ``cfg.base`` (a residual, or the whole student with ``mode=finetune``), or with
+    ``resume`` continue the run in ``run_dir``; returns the run directory. Every check happens
+    before the run directory is created or touched."""
     run_dir = Path(run_dir)
-    runner = ResidualRunner()
     if resume:
+        kind = read_run_meta(run_dir).get("kind")
+        if kind not in RUNNERS:
+            raise ValueError(f"{run_dir} is a {kind!r} run; refine --resume continues {sorted(RUNNERS)} runs")
+        runner = RUNNERS[kind]()
         teacher_train.prepare_resume(run_dir, total_steps, runner)
         return teacher_train.train_teacher(run_dir=run_dir, resume=True, total_steps=total_steps, runner=runner)
+    validate(cfg)
+    runner = RUNNERS[cfg.mode]()
     runner.base = load_base(cfg)
+    if cfg.mode == "finetune":
+        from robots_ts.policies.residual.finetune import check_base
+
+        check_base(runner.base)
     cfg = resolved(cfg, runner.base)
     validate(cfg)
     teacher_train.check_fresh_run_dir(run_dir)
     return teacher_train.train_teacher(cfg, run_dir, runner=runner)
+
+
+def _checkpoint(run_dir: Path, checkpoint: str, device: str):
+    """(config, SB3 model, its normalization statistics or None, the .zip) of a refinement run."""
+    cfg = load_run_config(ResidualConfig, run_dir / "config.yaml", require_checksum=uses_manifests(run_dir))
+    path = resolve_checkpoint(run_dir, checkpoint)
+    stem = path.name[: -len(".zip")]
+    verify_set(path.parent, stem, ("model", "norm"))
+    model = load_sb3(path, device, schedule_objects(0.0, cfg.ppo.clip_range))
+    stats = load_norm_stats(path.parent / f"{stem}.norm.json") if cfg.ppo.norm_obs else None
+    return cfg, model, stats, path
 
 
 def load_residual(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> RefinedPolicy:
@@ -154,14 +257,18 @@ def load_residual(run_dir: str | Path, checkpoint: str = "best", device: str = "
     residual of ``checkpoint`` (best | latest | a .zip) with its normalization statistics."""
     run_dir = Path(run_dir)
     read_run_meta(run_dir, "residual")
-    cfg = load_run_config(ResidualConfig, run_dir / "config.yaml", require_checksum=uses_manifests(run_dir))
-    base = load_base(cfg, device)
-    path = resolve_checkpoint(run_dir, checkpoint)
-    stem = path.name[: -len(".zip")]
-    verify_set(path.parent, stem, ("model", "norm"))
-    model = load_sb3(path, device, schedule_objects(0.0, cfg.ppo.clip_range))
-    normalize = None
-    if cfg.ppo.norm_obs:
-        stats = load_norm_stats(path.parent / f"{stem}.norm.json")
-        normalize = ObsNormalizer(stats["obs"], stats["clip_obs"])
-    return RefinedPolicy(base, model, np.asarray(cfg.alpha, np.float32), cfg.env, normalize)
+    cfg, model, stats, path = _checkpoint(run_dir, checkpoint, device)
+    return RefinedPolicy(load_base(cfg, device), model, np.asarray(cfg.alpha, np.float32), cfg.env, stats, path)
+
+
+def load_finetune(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu"):
+    """The fine-tuned student of a finetune run, as a StudentPolicy (evaluated and exported as any
+    distilled student); ``checkpoint`` as for a residual run."""
+    from robots_ts.policies.students.checkpoint import StudentPolicy
+
+    run_dir = Path(run_dir)
+    read_run_meta(run_dir, "finetune")
+    cfg, model, _, path = _checkpoint(run_dir, checkpoint, device)
+    policy = StudentPolicy(model.policy.as_student(), cfg.env, device)
+    policy.checkpoint = path
+    return policy

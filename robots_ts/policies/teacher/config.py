@@ -45,3 +45,7 @@ class TeacherConfig:
     keep_checkpoints: int = 3
     device: str = "cpu"
     torch_threads: int = 1            # small MLPs update faster on one thread; 0: torch's default
+    # Fine-tuning: start from another teacher run's weights and observation statistics (same
+    # observation spec and network; robots_ts.policies.teacher.warm_start). "" starts from scratch.
+    init: str = ""
+    init_checkpoint: str = "best"     # which of the init run's checkpoints: best | latest | a .zip

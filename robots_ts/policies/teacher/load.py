@@ -38,8 +38,9 @@ class ObsNormalizer:
 def norm_stats_of(vecnorm) -> dict:
     """JSON-able statistics of an SB3 VecNormalize over a Dict observation space."""
     stats = {"clip_obs": float(vecnorm.clip_obs), "obs": {}, "ret": None}
-    rms = vecnorm.obs_rms
-    for k in vecnorm.norm_obs_keys:
+    # Without observation normalization (ppo.norm_obs=false) VecNormalize keeps no statistics.
+    rms = vecnorm.obs_rms if vecnorm.norm_obs else {}
+    for k in (vecnorm.norm_obs_keys if vecnorm.norm_obs else []):
         stats["obs"][k] = {"mean": rms[k].mean.tolist(), "var": rms[k].var.tolist(), "count": float(rms[k].count)}
     stats["ret"] = {"mean": float(np.asarray(vecnorm.ret_rms.mean)), "var": float(np.asarray(vecnorm.ret_rms.var)),
                     "count": float(vecnorm.ret_rms.count)}

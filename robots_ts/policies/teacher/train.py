@@ -25,7 +25,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from robots_ts.config import ConfigError, load_run_config, save_config
-from robots_ts.envs import make_batched_env
+from robots_ts.envs import make_training_env
 from robots_ts.envs.vec_env import BatchedEnv
 from robots_ts.faults import fault_point
 from robots_ts.policies.teacher.checkpoint import (CheckpointError, copy_set, read_pointer, remove_set, resume_point,
@@ -132,7 +132,7 @@ def make_model(cfg: TeacherConfig, venv, tensorboard_log: str | None = None) -> 
 
 def build(cfg: TeacherConfig, run_dir: Path):
     """The normalized training env and a fresh PPO model for ``cfg``."""
-    env = make_batched_env(cfg.env, seed=cfg.seed)
+    env = make_training_env(cfg.env, seed=cfg.seed)
     env.sampler = make_curriculum(cfg, env.param_space, cfg.seed)
     venv = normalized(env, cfg)
     return env, venv, make_model(cfg, venv, str(run_dir / "tb"))
@@ -212,6 +212,8 @@ class TeacherCallback(BaseCallback):
                "return": float(np.mean(self.returns)) if self.returns else None,
                "reward_terms": {k: float(np.mean(v)) for k, v in self.terms.items()},
                "diverged_episodes": int(self.state.get("diverged_episodes", 0))}   # physics resets so far
+        if getattr(self.env, "actor_restarts", 0):   # Ray actors lost and restarted so far (env.ray_actors)
+            rec["actor_restarts"] = self.env.actor_restarts
         if self.env.world.adr_sampler is not None:
             from robots_ts.sim2real.randomization.adr import adr_summary
 
@@ -219,8 +221,13 @@ class TeacherCallback(BaseCallback):
         for k, v in self.model.logger.name_to_value.items():
             if k.startswith("train/"):
                 rec[k[6:]] = float(v)
+        rec.update(self.extra_metrics())
         self.metrics.append(rec)
         self.bar.set_postfix(success=f"{rec['success_rate'] or 0:.2f}", sps=f"{fps:.0f}")
+
+    def extra_metrics(self) -> dict:
+        """Fields a run that wraps this loop adds to each rollout's record (a hook; none here)."""
+        return {}
 
     def live_policy(self):
         """The policy being trained, as evaluations roll it out (a hook for runs that wrap it)."""
@@ -331,7 +338,7 @@ class Runner:
         return cb, cb
 
     def meta(self, cfg) -> dict:
-        return {"task": cfg.env.task, "backend": cfg.env.backend}
+        return {"task": cfg.env.task, "backend": cfg.env.backend, **({"init": cfg.init} if cfg.init else {})}
 
 
 def prepare_resume(run_dir: Path, total_steps: int | None = None,
@@ -391,6 +398,11 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
     else:
         runner.validate(cfg)
         check_fresh_run_dir(run_dir)
+        if cfg.init:
+            from robots_ts.policies.teacher.warm_start import check_init
+
+            check_init(cfg)
+            cfg = replace(cfg, init=str(Path(cfg.init).resolve()))
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     ck_dir = run_dir / "checkpoints"
@@ -405,6 +417,10 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
                                              **schedule_objects(learning_rate(cfg.ppo), cfg.ppo.clip_range)})
             load_norm_stats_into(venv, load_norm_stats(ck_dir / f"{name}.norm.json"))
             restore_state(from_jsonable(read_json(ck_dir / f"{name}.state.json")), env, cb_state)
+        elif cfg.init:   # a new run, or a resumed one without a checkpoint yet, starts from the init run
+            from robots_ts.policies.teacher.warm_start import warm_start
+
+            print(warm_start(model, venv, cfg))
         if resume:
             if point is not None and read_pointer(ck_dir) != point:
                 # Killed between the set's manifest and the pointer (or the pointer was lost).

@@ -133,9 +133,9 @@ def parity_check(policy, run, graph, samples: int = PARITY_SAMPLES, steps: int =
 
 def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None,
                checkpoint: str | None = None) -> Path:
-    """Export the policy of a teacher or student run; returns the export directory."""
+    """Export the policy of a teacher, student, residual or finetune run; returns the export directory."""
     from robots_ts import __version__
-    from robots_ts.policies.load import DEFAULT_CHECKPOINT, load_policy
+    from robots_ts.policies.load import RUN_KINDS, load_policy
     from robots_ts.robot.arm import Arm
     from robots_ts.runs import atomic_write, read_run_meta, sha256_of
     from robots_ts.sim2real.export import describe
@@ -145,9 +145,9 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     run_dir = Path(run_dir)
     meta = read_run_meta(run_dir)            # a directory that is not a run fails here, by name
     kind = meta.get("kind")
-    if kind not in DEFAULT_CHECKPOINT:
-        raise ValueError(f"{run_dir}: cannot export a {kind!r} run; export knows {sorted(DEFAULT_CHECKPOINT)} runs")
-    checkpoint = checkpoint or DEFAULT_CHECKPOINT[kind]
+    if kind not in RUN_KINDS:
+        raise ValueError(f"{run_dir}: cannot export a {kind!r} run; export knows {sorted(RUN_KINDS)} runs")
+    checkpoint = checkpoint or RUN_KINDS[kind]
     policy = load_policy(run_dir, checkpoint)
     env_cfg = policy.env_cfg
     graph = policy_graph(policy)
@@ -188,7 +188,9 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
         source=SourceSpec(run_dir=str(run_dir.resolve()), kind=kind, task=env_cfg.task, backend=env_cfg.backend,
                           checkpoint=str(checkpoint), checkpoint_file=str(Path(ck_file).resolve()),
                           created=str(meta.get("created", "")), exported=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                          robots_ts_version=__version__, encoder=meta.get("encoder")),
+                          robots_ts_version=__version__, encoder=meta.get("encoder") or _encoder(graph.groups),
+                          base=meta.get("base"),
+                          alpha=[float(a) for a in policy.alpha] if kind == "residual" else None),
         robot=describe.robot_spec(arm),
         obs_groups=list(graph.groups),
         observations=groups,
@@ -209,6 +211,11 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     return out_dir
 
 
+def _encoder(groups) -> str | None:
+    """The sensor group a policy reads (depth | points), None for a state-based one."""
+    return next((g for g in groups if g in ("depth", "points")), None)
+
+
 def _student_checkpoint(run_dir: Path, checkpoint: str) -> Path:
     from robots_ts.policies.students.checkpoint import resolve_checkpoint
 
@@ -218,11 +225,11 @@ def _student_checkpoint(run_dir: Path, checkpoint: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="robots-ts export", description="Export a run's policy (ONNX or TorchScript) "
                                  "with a manifest of the robot, observations, camera and action semantics.")
-    ap.add_argument("run_dir", help="a teacher or student run directory")
+    ap.add_argument("run_dir", help="a teacher, student, residual or finetune run directory")
     ap.add_argument("--format", default="onnx", help="onnx (default) | torchscript")
     ap.add_argument("--out", help="output directory (default RUN_DIR/export/FORMAT)")
-    ap.add_argument("--checkpoint", help="best | latest | a checkpoint file (default: best for a teacher, latest "
-                    "for a student, as evaluate)")
+    ap.add_argument("--checkpoint", help="best | latest | a checkpoint file (default: best for a teacher or a "
+                    "refinement, latest for a student, as evaluate)")
     args = ap.parse_args(argv)
     check_format(args.format)           # before anything loads
     out = export_run(args.run_dir, args.format, args.out, args.checkpoint)

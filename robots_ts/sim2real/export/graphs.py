@@ -11,7 +11,9 @@ compute what ``act`` computes, not a re-derivation of it:
   :class:`~robots_ts.policies.teacher.load.ObsNormalizer` (then cast to float32);
 - :class:`StudentGraph`: :meth:`Student.encode` (depth: NaN, inf and 0 read as far, clipping to
   [near, far], the pixel or range normalization; points and proprio: standardization), the
-  optional GRU step, the head and the mean.
+  optional GRU step, the head and the mean (a fine-tuned student is exported as one);
+- :class:`ResidualGraph`: a residual run's base graph and residual actor together, the executed
+  action ``clip(a_base + alpha * clip(r, -1, 1), -1, 1)``.
 
 Each graph can also draw plausible random observations (:meth:`sample`): the scale of the run's
 normalization statistics, and, for depth, pixels with no return (0, NaN, inf); the parity checks
@@ -25,6 +27,30 @@ from torch import nn
 
 ACTION = "action"
 HIDDEN_IN, HIDDEN_OUT = "hidden", "hidden_out"
+
+
+class Normalize(nn.Module):
+    """An :class:`~robots_ts.policies.teacher.load.ObsNormalizer` (VecNormalize's transform) over
+    ``keys`` as a module: computed in float64 as the normalizer computes it, then cast to float32;
+    other keys pass through."""
+
+    def __init__(self, normalizer, keys):
+        super().__init__()
+        self.keys: list[str] = []
+        self.clip = float(normalizer.clip) if normalizer is not None else 0.0
+        for k in keys:
+            if normalizer is not None and k in normalizer.mean:
+                self.register_buffer(f"{k}_mean", torch.as_tensor(normalizer.mean[k], dtype=torch.float64))
+                self.register_buffer(f"{k}_scale", torch.as_tensor(np.sqrt(normalizer.var[k] + normalizer.eps),
+                                                                   dtype=torch.float64))
+                self.keys.append(k)
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = dict(obs)
+        for k in self.keys:
+            z = (obs[k].to(torch.float64) - getattr(self, f"{k}_mean")) / getattr(self, f"{k}_scale")
+            out[k] = z.clamp(-self.clip, self.clip).to(torch.float32)
+        return out
 
 
 class TeacherGraph(nn.Module):
@@ -41,18 +67,7 @@ class TeacherGraph(nn.Module):
         self.policy = policy.to("cpu").eval()
         self.groups = tuple(teacher.obs_space.spaces)      # the Dict space's (sorted) key order
         self.shapes = {k: list(teacher.obs_space.spaces[k].shape) for k in self.groups}
-        self.normalized = []
-        self.clip_obs = 0.0
-        if teacher.normalize is not None:
-            norm = teacher.normalize
-            self.clip_obs = float(norm.clip)
-            for k in self.groups:
-                if k in norm.mean:
-                    # The divisor is computed as ObsNormalizer computes it, in float64.
-                    self.register_buffer(f"{k}_mean", torch.as_tensor(norm.mean[k], dtype=torch.float64))
-                    self.register_buffer(f"{k}_scale", torch.as_tensor(np.sqrt(norm.var[k] + norm.eps),
-                                                                       dtype=torch.float64))
-                    self.normalized.append(k)
+        self.norm = Normalize(teacher.normalize, self.groups)
         self.recurrent_size = 0
 
     @property
@@ -66,12 +81,7 @@ class TeacherGraph(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         from stable_baselines3.common.preprocessing import preprocess_obs
 
-        obs = {}
-        for k, x in zip(self.groups, inputs):
-            if k in self.normalized:
-                z = (x.to(torch.float64) - getattr(self, f"{k}_mean")) / getattr(self, f"{k}_scale")
-                x = z.clamp(-self.clip_obs, self.clip_obs).to(torch.float32)
-            obs[k] = x
+        obs = self.norm(dict(zip(self.groups, inputs)))
         p = self.policy
         features = p.pi_features_extractor(preprocess_obs(obs, p.observation_space, p.normalize_images))
         mean = p.action_net(p.mlp_extractor.forward_actor(features))
@@ -83,9 +93,9 @@ class TeacherGraph(nn.Module):
         out = {}
         for k in self.groups:
             shape = (n, *self.shapes[k])
-            if k in self.normalized:
-                mean = getattr(self, f"{k}_mean").numpy()
-                scale = getattr(self, f"{k}_scale").numpy()
+            if k in self.norm.keys:
+                mean = getattr(self.norm, f"{k}_mean").numpy()
+                scale = getattr(self.norm, f"{k}_scale").numpy()
                 z = rng.uniform(-3, 3, shape)
                 far = rng.random(shape) < 0.05
                 z[far] = 15.0 * np.sign(z[far])
@@ -143,8 +153,55 @@ class StudentGraph(nn.Module):
         return out
 
 
-def policy_graph(policy) -> TeacherGraph | StudentGraph:
-    """The export graph of a loaded run policy (a Teacher or a StudentPolicy)."""
+class ResidualGraph(nn.Module):
+    """A refined policy (robots_ts.policies.residual.policy.RefinedPolicy) in one graph: the base's
+    graph computes ``a_base`` (a recurrent base's state in and out as the base's own graph has it),
+    the residual's actor reads the sensor groups and ``a_base`` behind the run's normalization, and
+    the action is ``clip(a_base + alpha * clip(r, -1, 1), -1, 1)``."""
+
+    def __init__(self, refined):
+        super().__init__()
+        from robots_ts.policies.residual.env import BASE_ACTION
+
+        self.base = policy_graph(refined.base)
+        self.policy = refined.policy.to("cpu").eval()
+        self.base_action = BASE_ACTION
+        self.actor_keys = list(refined.actor_keys)
+        self.groups, self.shapes = self.base.groups, self.base.shapes
+        self.recurrent_size = self.base.recurrent_size
+        self.norm = Normalize(refined.normalize, self.actor_keys)
+        self.register_buffer("alpha", torch.as_tensor(refined.alpha, dtype=torch.float32))
+        self.near, self.far = float(refined.env_cfg.depth.near), float(refined.env_cfg.depth.far)
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.base.input_names
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.base.output_names
+
+    def forward(self, *inputs: torch.Tensor):
+        out = self.base(*inputs)
+        a_base, hidden = out if self.recurrent_size else (out, None)
+        obs = dict(zip(self.groups, inputs))
+        if "depth" in obs:      # read as robots_ts.policies.residual.env.depth_reading reads it
+            d = torch.nan_to_num(obs["depth"], nan=self.far, posinf=self.far, neginf=self.far)
+            obs["depth"] = torch.where(d <= 0, torch.full_like(d, self.far), d).clamp(self.near, self.far)
+        obs[self.base_action] = a_base
+        obs = self.norm({k: obs[k] for k in self.actor_keys})
+        r = self.policy.actor_mean(obs).clamp(-1.0, 1.0)
+        action = (a_base + self.alpha * r).clamp(-1.0, 1.0)
+        return (action, hidden) if self.recurrent_size else action
+
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The base graph's observations (the residual reads the same groups)."""
+        return self.base.sample(n, rng)
+
+
+def policy_graph(policy) -> TeacherGraph | StudentGraph | ResidualGraph:
+    """The export graph of a loaded run policy (a Teacher, a StudentPolicy or a RefinedPolicy)."""
+    from robots_ts.policies.residual.policy import RefinedPolicy
     from robots_ts.policies.students.checkpoint import StudentPolicy
     from robots_ts.policies.teacher.load import Teacher
 
@@ -152,7 +209,10 @@ def policy_graph(policy) -> TeacherGraph | StudentGraph:
         return TeacherGraph(policy)
     if isinstance(policy, StudentPolicy):
         return StudentGraph(policy.model)
-    raise ValueError(f"cannot export a {type(policy).__name__}: export knows PPO teachers and distilled students")
+    if isinstance(policy, RefinedPolicy):
+        return ResidualGraph(policy)
+    raise ValueError(f"cannot export a {type(policy).__name__}: export knows PPO teachers, distilled students "
+                     "and refined (residual) policies")
 
 
 def graph_inputs(graph, obs: dict[str, np.ndarray], hidden: np.ndarray | None = None) -> tuple[torch.Tensor, ...]:

@@ -88,7 +88,7 @@ class PolicySpec:
 @dataclass(frozen=True)
 class SourceSpec:
     run_dir: str
-    kind: str                           # teacher | student
+    kind: str                           # teacher | student | residual | finetune
     task: str
     backend: str
     checkpoint: str                     # what was asked for: best | latest | a file
@@ -97,6 +97,8 @@ class SourceSpec:
     exported: str
     robots_ts_version: str
     encoder: Optional[str] = None       # students: depth | points
+    base: Optional[str] = None          # residual and finetune runs: the base student's run directory
+    alpha: Optional[list[float]] = None  # residual runs: the residual's scale per action dimension
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,198 @@
+"""``robots-ts bench scale``: env steps/s and PPO steps/s against the number of Ray actors, next to
+the in-process BatchedEnv.
+
+    robots-ts bench scale --json [--config configs/teacher/reach.yaml] [--num-envs 32] [--actors 1,2,4,8]
+
+The worlds of the teacher config (state observations) are stepped under random actions:
+
+- ``env_steps_per_s``: the in-process BatchedEnv on one thread (one core, as one actor has) and on
+  every core, and a RayVecEnv of K actors (one CPU each) for each K of ``--actors`` that the
+  cluster can place; medians of ``--blocks`` blocks of ``--block-steps`` steps.
+  ``parallel_efficiency`` at K is the rate of K actors over K times the rate of one;
+- ``one_actor``: the cost of the Ray path with one actor against the in-process env on one thread,
+  measured interleaved (alternating blocks, the order flipped every pair) so both see the same
+  machine: the median of the per-pair ratios, and ``cost = 1 - ratio``; the same for PPO
+  (``ppo_ratio``: alternating ``learn`` calls of ``--ppo-block-steps`` steps on two models);
+- ``ppo_steps_per_s``: PPO (the config's hyperparameters, one torch thread) learning on the
+  in-process env and on each K actors, ``--ppo-steps`` steps each after one warm-up rollout;
+- ``ray_start_s``: how long starting the local Ray instance (or joining the cluster) took.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+
+DEFAULT_CONFIG = "configs/teacher/reach.yaml"
+
+
+def _rate(env, steps: int, rng: np.random.Generator) -> float:
+    n, dim = env.num_envs, env.action_space.shape[0]
+    t = time.perf_counter()
+    for _ in range(steps):
+        env.step(rng.uniform(-1, 1, (n, dim)).astype(np.float32))
+    return steps * n / (time.perf_counter() - t)
+
+
+def _model(cfg, env):
+    from robots_ts.policies.teacher.train import make_model, normalized
+
+    model = make_model(cfg, normalized(env, cfg))
+    model.learn(cfg.ppo.n_steps * cfg.env.num_envs, progress_bar=False)   # warm up: first rollout and update
+    return model
+
+
+def _ppo_rate(model, steps: int) -> float:
+    t = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False, progress_bar=False)
+    return steps / (time.perf_counter() - t)
+
+
+def _interleaved(measure_a, measure_b, pairs: int) -> tuple[list[float], list[float]]:
+    """Rates of two measurements taken in alternating order, ``pairs`` times each."""
+    a, b = [], []
+    for i in range(pairs):
+        if i % 2 == 0:
+            a.append(measure_a())
+            b.append(measure_b())
+        else:
+            b.append(measure_b())
+            a.append(measure_a())
+    return a, b
+
+
+def bench_scale(config: str = DEFAULT_CONFIG, num_envs: int = 32, actors: list[int] | None = None,
+                block_steps: int = 50, blocks: int = 7, ppo_steps: int = 8192, ppo_block_steps: int = 4096,
+                ppo_pairs: int = 3, seed: int = 0, address: str | None = None, overrides: list[str] = ()) -> dict:
+    import ray
+    import torch
+
+    from robots_ts.config import load_config
+    from robots_ts.envs.vec_env import BatchedEnv
+    from robots_ts.policies.teacher.config import TeacherConfig
+    from robots_ts.policies.teacher.train import validate
+    from robots_ts.scale.cluster import cluster_cpus, connect
+    from robots_ts.scale.vec_env import RayVecEnv
+
+    t0 = time.time()
+    torch.set_num_threads(1)
+    cfg = load_config(TeacherConfig, config, [*overrides, f"env.num_envs={num_envs}", "env.num_threads=1",
+                                              "torch_threads=1", f"seed={seed}", "env.ray_actors=0"])
+    validate(cfg)
+    started = None if ray.is_initialized() else time.perf_counter()
+    connect(address)
+    ray_start_s = None if started is None else round(time.perf_counter() - started, 2)
+    cpus = cluster_cpus()
+    wanted = actors or [k for k in (1, 2, 4, 8, 16) if k <= cpus]
+    placeable = [k for k in wanted if k <= min(cpus, num_envs)]
+    skipped = [k for k in wanted if k not in placeable]
+    if 1 not in placeable:
+        raise ValueError(f"--actors: the one-actor baseline must be measured, got {wanted} on a cluster of {cpus} CPUs")
+    rng = np.random.default_rng(seed)
+
+    def warm(env):
+        env.reset()
+        _rate(env, 10, rng)
+        return env
+
+    out = {"benchmark": "scale", "config": config, "overrides": list(overrides), "task": cfg.env.task,
+           "num_envs": num_envs, "cluster_cpus": cpus, "machine_cores": os.cpu_count(), "ray_start_s": ray_start_s,
+           "block_steps": block_steps, "blocks": blocks, "actors_skipped": skipped,
+           "env_steps_per_s": {"ray": {}}, "ppo_steps_per_s": {"ray": {}}, "parallel_efficiency": {}}
+    # One actor against one in-process thread, interleaved; then PPO on both, interleaved.
+    local = warm(BatchedEnv(cfg.env, seed=seed))
+    one = warm(RayVecEnv(cfg.env, seed=seed, actors=1))
+    try:
+        a, b = _interleaved(lambda: _rate(local, block_steps, rng), lambda: _rate(one, block_steps, rng), blocks)
+        env_ratios = [y / x for x, y in zip(a, b)]
+        out["env_steps_per_s"]["in_process_1_thread"] = round(statistics.median(a), 1)
+        out["env_steps_per_s"]["ray"]["1"] = round(statistics.median(b), 1)
+        ma, mb = _model(cfg, local), _model(cfg, one)
+        pa, pb = _interleaved(lambda: _ppo_rate(ma, ppo_block_steps), lambda: _ppo_rate(mb, ppo_block_steps), ppo_pairs)
+        ppo_ratios = [y / x for x, y in zip(pa, pb)]
+        out["ppo_steps_per_s"]["in_process_1_thread"] = round(statistics.median(pa), 1)
+        out["ppo_steps_per_s"]["ray"]["1"] = round(statistics.median(pb), 1)
+    finally:
+        local.close()
+        one.close()
+    r, p = statistics.median(env_ratios), statistics.median(ppo_ratios)
+    out["one_actor"] = {"env_ratio": round(r, 3), "env_cost": round(1 - r, 3),
+                        "env_ratios": [round(x, 3) for x in env_ratios],
+                        "ppo_ratio": round(p, 3), "ppo_cost": round(1 - p, 3),
+                        "ppo_ratios": [round(x, 3) for x in ppo_ratios]}
+    # Every core in one process: the best a single machine's BatchedEnv does.
+    every = warm(BatchedEnv(replace(cfg.env, num_threads=0), seed=seed))
+    try:
+        out["env_steps_per_s"]["in_process_all_threads"] = round(
+            statistics.median(_rate(every, block_steps, rng) for _ in range(blocks)), 1)
+    finally:
+        every.close()
+    for k in placeable:
+        if k == 1:
+            continue
+        env = warm(RayVecEnv(cfg.env, seed=seed, actors=k))
+        try:
+            out["env_steps_per_s"]["ray"][str(k)] = round(
+                statistics.median(_rate(env, block_steps, rng) for _ in range(blocks)), 1)
+            model = _model(cfg, env)
+            out["ppo_steps_per_s"]["ray"][str(k)] = round(_ppo_rate(model, ppo_steps), 1)
+        finally:
+            env.close()
+        out["parallel_efficiency"][str(k)] = round(out["env_steps_per_s"]["ray"][str(k)]
+                                                   / (k * out["env_steps_per_s"]["ray"]["1"]), 3)
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    out["wall_s"] = round(time.time() - t0, 1)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="robots-ts bench scale", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=DEFAULT_CONFIG, help="teacher config whose env and PPO are measured")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides of the config, e.g. ppo.batch_size=256")
+    ap.add_argument("--num-envs", type=int, default=32)
+    ap.add_argument("--actors", help="comma-separated actor counts (default: 1, 2, 4, ... up to the cluster's CPUs)")
+    ap.add_argument("--block-steps", type=int, default=50, help="env steps per measured block")
+    ap.add_argument("--blocks", type=int, default=7, help="blocks per measurement (medians)")
+    ap.add_argument("--ppo-steps", type=int, default=8192, help="PPO steps measured per actor count")
+    ap.add_argument("--ppo-block-steps", type=int, default=4096, help="PPO steps per interleaved block (one actor)")
+    ap.add_argument("--ppo-pairs", type=int, default=3, help="interleaved PPO block pairs (one actor)")
+    ap.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else a local instance)")
+    ap.add_argument("--out", help="also write the JSON record here")
+    ap.add_argument("--json", action="store_true", help="print the record as JSON")
+    args = ap.parse_args(argv)
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        ap.error(f"overrides must be key=value, got {bad}")
+    try:
+        actors = [int(k) for k in args.actors.split(",")] if args.actors else None
+    except ValueError:
+        ap.error(f"--actors: expected comma-separated integers, got {args.actors!r}")
+    for name in ("num_envs", "block_steps", "blocks", "ppo_steps", "ppo_block_steps", "ppo_pairs"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
+    if actors is not None and min(actors) < 1:
+        ap.error(f"--actors: expected positive counts, got {args.actors!r}")
+    res = bench_scale(args.config, args.num_envs, actors, args.block_steps, args.blocks, args.ppo_steps,
+                      args.ppo_block_steps, args.ppo_pairs, address=args.ray_address, overrides=args.overrides)
+    if args.out:
+        from pathlib import Path
+
+        from robots_ts.runs import atomic_write_json
+
+        atomic_write_json(Path(args.out), res)
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        e, o = res["env_steps_per_s"], res["one_actor"]
+        print(f"env steps/s: in-process 1 thread {e['in_process_1_thread']}, "
+              f"all threads {e['in_process_all_threads']}, "
+              f"Ray {e['ray']}; one actor costs {o['env_cost']:.1%} (PPO {o['ppo_cost']:.1%}); "
+              f"parallel efficiency {res['parallel_efficiency']}", file=sys.stdout)
+    return 0

@@ -1,0 +1,214 @@
+"""The Ray actors of one distributed batch, and what happens when one of them dies.
+
+Each actor is an :class:`~robots_ts.scale.shard.EnvShard` of a contiguous share of the worlds,
+reserving ``env.num_threads`` CPUs (1 when 0) and stepping its worlds on as many threads; actors
+are spread over the cluster's nodes. An actor that dies (its process killed, its node lost) is
+restarted by Ray (``max_restarts``) with the arguments it was built with. The pool notices the
+lost call, logs the incident (the ``robots_ts.scale`` logger, and :attr:`ShardPool.incidents`),
+waits for the actor to come back and leaves the redoing of the lost work to its caller: a
+:class:`~robots_ts.scale.vec_env.RayVecEnv` starts the share's worlds afresh, a DAgger collection
+replays the share's iteration (:mod:`robots_ts.scale.collect`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from robots_ts.config import EnvConfig
+from robots_ts.scale.shard import EnvShard, split_worlds
+
+log = logging.getLogger("robots_ts.scale")
+
+RESTART_WAIT_S = 120.0   # how long a restarting actor may take to answer again
+PLACEMENT_WARN_S = 60.0  # actors not up by then are waiting for CPUs: say so
+
+
+class ShardLost(RuntimeError):
+    """A call to shard ``k`` was lost with its actor."""
+
+    def __init__(self, k: int, cause: BaseException):
+        super().__init__(f"Ray actor {k} died: {cause}")
+        self.k, self.cause = k, cause
+
+
+def score(reward: str, info: dict) -> float:
+    """What a finished episode reports to a sampler (``success`` or ``return``), as BatchedEnv does."""
+    return float(info["is_success"]) if reward == "success" else float(info["episode"]["r"])
+
+
+class DriverSamplers:
+    """The curriculum (task parameters) and the ADR sampler of a distributed batch, in the driver.
+
+    ``draw`` and ``report`` make the calls :class:`~robots_ts.envs.vec_env.BatchedEnv` makes in
+    one process, in its order: each finished world's results (curriculum, then ADR) in world
+    order, then each new episode's values (ADR, then curriculum) in world order.
+    """
+
+    def __init__(self, cfg: EnvConfig, num_envs: int, sampler=None, adr_sampler=None, adr_dims=()):
+        self.cfg, self.sampler, self.adr_sampler = cfg, sampler, adr_sampler
+        self.adr_params = np.zeros((num_envs, len(adr_dims)))
+
+    @property
+    def active(self) -> bool:
+        return self.sampler is not None or self.adr_sampler is not None
+
+    def draw(self, ids) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(task rows, ADR rows) of new episodes in worlds ``ids``; None where the driver has no sampler."""
+        task, adr = [], []
+        for i in ids:
+            if self.adr_sampler is not None:
+                v = np.asarray(self.adr_sampler.sample(), dtype=np.float64)
+                self.adr_params[i] = v
+                adr.append(v)
+            if self.sampler is not None:
+                task.append(np.asarray(self.sampler.sample(), dtype=np.float64))
+        return (np.array(task) if self.sampler is not None else None,
+                np.array(adr) if self.adr_sampler is not None else None)
+
+    def report(self, ids, infos: list[dict]) -> None:
+        """Episode results of worlds ``ids`` (``infos`` indexed by world) to the samplers."""
+        for i in ids:
+            info = infos[i]
+            if "episode" not in info:      # a share restarted after its actor died: no result
+                continue
+            if self.sampler is not None and hasattr(self.sampler, "update"):
+                self.sampler.update(np.asarray(info["params"], dtype=np.float64).copy(),
+                                    score(self.cfg.curriculum.reward, info))
+            if self.adr_sampler is not None:
+                self.adr_sampler.update(self.adr_params[i].copy(), score(self.cfg.randomization.adr.reward, info))
+
+
+def rows_of(rows: np.ndarray | None, select) -> np.ndarray | None:
+    return None if rows is None else rows[select]
+
+
+class ShardPool:
+    """K actors holding the worlds of ``cfg`` (``cfg.num_envs`` of them), seeded as one batch."""
+
+    def __init__(self, cfg: EnvConfig, seed, actors: int, task_from_driver: bool = False,
+                 address: str | None = None, max_restarts: int = 3):
+        from robots_ts.scale.cluster import check_cpus, connect
+
+        n = int(cfg.num_envs)
+        if not 1 <= actors <= n:
+            raise ValueError(f"env.ray_actors: expected 1 to env.num_envs ({n}) actors, got {actors}")
+        if max_restarts < 0:
+            raise ValueError(f"max_restarts: expected an integer >= 0, got {max_restarts}")
+        ray = connect(address)
+        self.ray = ray
+        threads = int(cfg.num_threads) or 1
+        check_cpus(actors * threads, f"env.ray_actors={actors} (env.num_threads={cfg.num_threads}: "
+                                     f"{threads} CPU(s) per actor)")
+        self.cfg, self.num_envs, self.max_restarts = cfg, n, int(max_restarts)
+        self.shares = split_worlds(n, actors)
+        self.slices = [slice(first, first + count) for first, count in self.shares]
+        # seed None: one entropy for the whole batch, chosen here, as WorldBatch.seed(None) would
+        self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy)
+        remote = ray.remote(EnvShard)
+        self.actors = [remote.options(num_cpus=threads, max_restarts=self.max_restarts, max_task_retries=0,
+                                      scheduling_strategy="SPREAD")
+                       .remote(cfg, first, count, n, self.seed, k, actors, task_from_driver, threads)
+                       for k, (first, count) in enumerate(self.shares)]
+        self.restarts = [0] * actors
+        self.incidents: list[dict] = []
+        self.revived: set[int] = set()    # restarted actors whose worlds their caller has not restarted yet
+        try:
+            refs = [a.describe.remote() for a in self.actors]
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PLACEMENT_WARN_S)
+            if len(ready) < len(refs):
+                log.warning("waiting for %d Ray actors of %d CPU(s) each; the cluster has %g CPUs free now "
+                            "(other work holds the rest)", len(refs) - len(ready), threads,
+                            ray.available_resources().get("CPU", 0))
+            self.described = ray.get(refs)
+        except BaseException:
+            self.close()
+            raise
+
+    def __len__(self) -> int:
+        return len(self.actors)
+
+    @property
+    def nodes(self) -> list[str | None]:
+        """The node each actor was placed on (when it was built)."""
+        return [d["node"] for d in self.described]
+
+    def per_shard(self, ids: np.ndarray, task: np.ndarray | None, adr: np.ndarray | None):
+        """For each shard holding some of the worlds ``ids`` (global, sorted) whose episodes start
+        with the rows ``task`` and ``adr``: (shard, its local world indices, their rows)."""
+        for k, (first, count) in enumerate(self.shares):
+            sel = (ids >= first) & (ids < first + count)
+            if sel.any():
+                yield k, ids[sel] - first, rows_of(task, sel), rows_of(adr, sel)
+
+    def submit(self, k: int, method: str, *args):
+        return getattr(self.actors[k], method).remote(*args)
+
+    def get(self, k: int, ref):
+        """The result of a call to shard ``k``; :class:`ShardLost` if the actor died with it."""
+        from ray.exceptions import RayActorError
+
+        try:
+            return self.ray.get(ref)
+        except RayActorError as exc:
+            raise ShardLost(k, exc) from None
+
+    def call(self, k: int, method: str, *args):
+        return self.get(k, self.submit(k, method, *args))
+
+    def call_again(self, k: int, method: str, *args, ref=None):
+        """A call to shard ``k`` (or the result of ``ref``, its first attempt) for calls that are
+        safe to repeat on a restarted actor: a lost one is recovered and asked again."""
+        ref = ref if ref is not None else self.submit(k, method, *args)
+        while True:
+            try:
+                return self.get(k, ref)
+            except ShardLost as lost:
+                self.recover(k, method, lost.cause)
+                ref = self.submit(k, method, *args)
+
+    def call_all(self, method: str, *args) -> list:
+        """The same call to every shard, at once; see :meth:`call_again`."""
+        refs = [self.submit(k, method, *args) for k in range(len(self))]
+        return [self.call_again(k, method, *args, ref=ref) for k, ref in enumerate(refs)]
+
+    def recover(self, k: int, during: str, cause: BaseException) -> None:
+        """Log the loss of actor ``k``, wait for Ray to restart it; raise once it has died more
+        than ``max_restarts`` times or does not come back."""
+        from ray.exceptions import RayActorError
+
+        self.restarts[k] += 1
+        first, count = self.shares[k]
+        incident = {"time": time.time(), "actor": k, "worlds": [first, first + count - 1], "during": during,
+                    "restart": self.restarts[k], "error": str(cause).splitlines()[0][:300]}
+        self.incidents.append(incident)
+        log.warning("Ray actor %d (worlds %d-%d) died during %s; restart %d of %d, its share of the work is "
+                    "redone (%s)", k, first, first + count - 1, during, self.restarts[k], self.max_restarts,
+                    incident["error"])
+        if self.restarts[k] > self.max_restarts:
+            raise RuntimeError(f"Ray actor {k} (worlds {first}-{first + count - 1}) died {self.restarts[k]} times, "
+                               f"more than max_restarts={self.max_restarts}; last error: {incident['error']}")
+        deadline = time.time() + RESTART_WAIT_S
+        while True:
+            try:
+                self.ray.get(self.actors[k].ping.remote(), timeout=10)
+                self.revived.add(k)
+                return
+            except RayActorError:
+                if time.time() > deadline:
+                    break
+                time.sleep(0.2)
+            except self.ray.exceptions.GetTimeoutError:
+                if time.time() > deadline:
+                    break
+        raise RuntimeError(f"Ray actor {k} (worlds {first}-{first + count - 1}) did not come back within "
+                           f"{RESTART_WAIT_S:.0f} s of its restart")
+
+    def close(self) -> None:
+        for a in self.actors:
+            try:
+                self.ray.kill(a, no_restart=True)
+            except Exception:   # already gone with its node or the cluster
+                pass
+        self.actors = []

@@ -1,0 +1,94 @@
+"""``robots-ts bench residual``: the check from given success figures, and one tiny end-to-end run on
+Reach through the CLI (a random-weight depth student as the base, 10-step episodes), extended to a
+larger budget by resuming its runs, then reused."""
+import json
+
+import pytest
+
+from robots_ts.bench.residual import assemble
+from robots_ts.cli import main as cli
+from robots_ts.evaluate import wilson_interval
+from tests.export.conftest import make_student_run
+from tests.policies.test_residual import TINY
+
+
+def _eval(rate, episodes=200, sha="same"):
+    return {"success_rate": rate, "episodes": episodes, "episodes_sha256": sha}
+
+
+def test_assembly_passes_when_every_seed_gains_15_points():
+    res = assemble(_eval(0.40), {"residual": {0: _eval(0.60), 1: _eval(0.58), 2: _eval(0.70)},
+                                 "finetune": {0: _eval(0.45), 1: _eval(0.30), 2: _eval(0.50)}}, [0, 1, 2])
+    c = res["checks"]["residual_gain"]
+    assert c["per_seed_gain"] == pytest.approx([0.2, 0.18, 0.3]) and c["per_seed_passed"] == [True] * 3
+    assert c["mean_gain"] == pytest.approx(0.2267, abs=1e-4) and c["mean_passed"] and c["passed"]
+    assert res["finetune_beside"]["per_seed_gain"] == pytest.approx([0.05, -0.1, 0.1])
+    assert res["finetune_beside"]["residual_minus_finetune"]["mean"] == pytest.approx(0.21)
+    assert res["per_seed"]["1"]["residual"]["success_ci95"] == pytest.approx(list(wilson_interval(116, 200)), abs=1e-4)
+    assert res["summary"]["residual"]["per_seed"] == [0.6, 0.58, 0.7] and res["episodes"]["identical"]
+
+
+def test_assembly_fails_on_one_short_seed_and_on_different_episodes():
+    evals = {"residual": {0: _eval(0.80), 1: _eval(0.50)}, "finetune": {0: _eval(0.4), 1: _eval(0.4)}}
+    c = assemble(_eval(0.40), evals, [0, 1])["checks"]["residual_gain"]
+    assert c["per_seed_passed"] == [True, False] and c["mean_passed"] and not c["passed"]   # mean +0.25
+    evals["residual"][1] = _eval(0.80, sha="other")
+    res = assemble(_eval(0.40), evals, [0, 1])
+    assert not res["episodes"]["identical"] and not res["checks"]["residual_gain"]["passed"]
+
+
+def test_bench_end_to_end_on_reach(tmp_path, capsys):
+    base = make_student_run(tmp_path / "base", "depth", 0, 41)
+    out = tmp_path / "bench"
+    argv = ["bench", "residual", "configs/residual/reach_depth.yaml", f"base={base}", *TINY, "warmup_steps=32",
+            "--seeds", "0", "1", "--episodes", "4", "--num-envs", "2", "--eval-seed", "5", "--out", str(out), "--json"]
+    assert cli([*argv, "--total-steps", "32"]) == 0
+    capsys.readouterr()
+    assert cli([*argv, "--total-steps", "64"]) == 0         # every run resumed from its checkpoint to 64 steps
+    res = json.loads(capsys.readouterr().out)
+    assert res == json.loads((out / "residual.json").read_text()) and (out / "residual.png").stat().st_size > 0
+    s = res["settings"]
+    assert s["seeds"] == [0, 1] and s["total_steps"] == 64 and s["episodes"] == 4 and s["eval_seed"] == 5
+    assert res["task"] == "Reach" and res["base_run"] == str(base.resolve())
+    for seed in ("0", "1"):
+        row = res["per_seed"][seed]
+        for arm in ("residual", "finetune"):
+            assert row[arm]["run"] == str(out / f"{arm}_s{seed}") and row[arm]["mode"] == arm
+            assert row[arm]["steps"] == 64 and row[arm]["train_wall_s"] > 0 and row[arm]["episodes"] == 4
+            assert json.loads((out / f"{arm}_s{seed}" / "run.json").read_text())["kind"] == arm
+        assert row["gain_residual"] == pytest.approx(row["residual"]["success"] - res["base"]["success"])
+    # Base, residuals and fine-tuned students ran the same held-out episodes.
+    assert res["episodes"]["identical"] and len(res["episodes"]["sha256"]) == 5
+    assert len(set(res["episodes"]["sha256"].values())) == 1
+    assert set(res["checks"]) == {"residual_gain"} and res["checks"]["residual_gain"]["threshold"] == 0.15
+    assert {"per_seed_gain", "mean_gain", "residual_minus_finetune"} <= set(res["finetune_beside"])
+    # A rerun reuses runs and evaluations: same figures, nothing retrained.
+    stamp = (out / "finetune_s1" / "metrics.jsonl").stat().st_mtime_ns
+    assert cli(argv + ["--total-steps", "64"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert [again["per_seed"][s][a]["success"] for s in ("0", "1") for a in ("residual", "finetune")] == \
+        [res["per_seed"][s][a]["success"] for s in ("0", "1") for a in ("residual", "finetune")]
+    assert all(again["per_seed"][s][a]["this_call_s"] < 1.0 for s in ("0", "1") for a in ("residual", "finetune"))
+    assert (out / "finetune_s1" / "metrics.jsonl").stat().st_mtime_ns == stamp
+
+
+def test_bench_refuses_mode_and_seed_overrides_and_another_run_in_out(tmp_path, capsys):
+    base = make_student_run(tmp_path / "base", "depth", 0, 42)
+    for bad in ("mode=finetune", "seed=3"):
+        assert cli(["bench", "residual", "configs/residual/reach_depth.yaml", f"base={base}", bad,
+                    "--out", str(tmp_path / "b")]) == 2
+        assert bad.split("=")[0] in capsys.readouterr().err
+    from robots_ts.bench.residual import check_reusable
+    from robots_ts.config import ConfigError, load_config, save_config
+    from robots_ts.policies.residual.config import ResidualConfig
+
+    cfg = load_config(ResidualConfig, "configs/residual/reach_depth.yaml", [f"base={base}", *TINY])
+    (tmp_path / "r").mkdir()
+    save_config(cfg, tmp_path / "r" / "config.yaml")
+    check_reusable(cfg, tmp_path / "r")                                   # the same run: fine
+    from dataclasses import replace
+
+    with pytest.raises(ConfigError, match="alpha"):
+        check_reusable(replace(cfg, alpha=[0.3]), tmp_path / "r")
+    with pytest.raises(ConfigError, match="mode"):
+        check_reusable(replace(cfg, mode="finetune"), tmp_path / "r")

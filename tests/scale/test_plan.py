@@ -1,0 +1,69 @@
+"""The parts of robots_ts.scale that need no Ray: splitting worlds, per-world seeding, sweep plans,
+and that nothing outside the scale code imports Ray."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from robots_ts.scale.shard import share_generators, split_worlds
+from robots_ts.scale.sweep import detect_command, parse_grid, parse_seeds, plan_trials, split_values
+
+
+def test_worlds_split_contiguously_earlier_shares_larger():
+    assert split_worlds(5, 2) == [(0, 3), (3, 2)]
+    assert split_worlds(4, 4) == [(0, 1), (1, 1), (2, 1), (3, 1)]
+    assert split_worlds(7, 1) == [(0, 7)]
+
+
+def test_a_share_gets_the_generators_the_whole_batch_gives_its_worlds():
+    """WorldBatch.seed spawns 2N+1 children of one SeedSequence: task generators by world index,
+    the batch's noise, then the randomizers' by world index."""
+    n, seed = 6, 17
+    children = np.random.SeedSequence(seed).spawn(2 * n + 1)
+    whole = [np.random.default_rng(s).random() for s in children[:n]]
+    rand = [np.random.default_rng(s).random() for s in children[n + 1:]]
+    got_task, got_rand = [], []
+    for k, (first, count) in enumerate(split_worlds(n, 4)):
+        rngs, rand_rngs, _ = share_generators(seed, first, count, n, k, 4)
+        got_task += [g.random() for g in rngs]
+        got_rand += [g.random() for g in rand_rngs]
+    assert got_task == whole and got_rand == rand
+    # One share is the whole batch: its per-step noise stream is the batch's.
+    _, _, noise = share_generators(seed, 0, n, n)
+    assert noise.random() == np.random.default_rng(children[n]).random()
+
+
+def test_seeds_and_grids_parse_and_bad_ones_name_the_option():
+    assert parse_seeds("0..3") == [0, 1, 2, 3] and parse_seeds("5") == [5] and parse_seeds("0,2,7") == [0, 2, 7]
+    for bad in ("3..1", "a..b", "", "-1", "1,1"):
+        with pytest.raises(ValueError, match="--seeds"):
+            parse_seeds(bad)
+    assert split_values("[64,64],[128,128]") == ["[64,64]", "[128,128]"]
+    assert parse_grid(["ppo.learning_rate=1e-3,3e-4", "ppo.net_arch=[32],[64,64]"]) == \
+        [("ppo.learning_rate", ["1e-3", "3e-4"]), ("ppo.net_arch", ["[32]", "[64,64]"])]
+    for bad in (["ppo.learning_rate"], ["x=1,"], ["seed=1,2"], ["a=1", "a=2"]):
+        with pytest.raises(ValueError, match="--grid"):
+            parse_grid(bad)
+
+
+def test_a_plan_runs_every_grid_combination_per_seed_with_the_threads_of_its_cpus():
+    trials = plan_trials([0, 1], parse_grid(["ppo.gamma=0.9,0.99", "ppo.n_epochs=1,2"]), ["env.num_envs=4"], threads=2)
+    assert len(trials) == 8 and len({t.name for t in trials}) == 8
+    t = trials[0]
+    assert t.name == "ppo.gamma=0.9_ppo.n_epochs=1_s0" and t.seed == 0
+    assert t.overrides == ["env.num_envs=4", "env.num_threads=2", "ppo.gamma=0.9", "ppo.n_epochs=1"]
+    # The user's own env.num_threads wins.
+    mine = plan_trials([0], [], ["env.num_threads=3"], threads=2)[0]
+    assert mine.overrides == ["env.num_threads=3"] and mine.name == "s0"
+
+
+def test_the_command_is_told_by_the_config_sections():
+    assert detect_command("configs/teacher/reach.yaml") == "train-teacher"
+    assert detect_command("configs/student/reach_depth.yaml") == "distill"
+
+
+def test_importing_robots_ts_and_its_cli_does_not_import_ray():
+    code = ("import sys, robots_ts, robots_ts.cli, robots_ts.envs, robots_ts.scale, robots_ts.policies.teacher.train, "
+            "robots_ts.policies.distill.dagger; assert 'ray' not in sys.modules, 'ray imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
