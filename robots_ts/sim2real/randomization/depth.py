@@ -141,7 +141,8 @@ class DepthSensorModel:
 
     A batch of at least ``2 * PART_WORLDS`` images is processed in ``PARTS`` halves, each with its
     own workspace and a generator seeded from the caller's, the second half on a helper thread
-    (numpy's passes release the GIL, so on two cores the model costs about half its time). The
+    (numpy's passes release the GIL: on two idle cores 64 images at 64x64 took 4.2 ms instead
+    of 5.8 with per-world strengths, 3.2 instead of 4.1 without). The
     split depends on the batch size only, never on the machine: the same seed gives the same
     images on one core or many."""
 
