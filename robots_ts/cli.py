@@ -164,7 +164,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 def cmd_bench(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: robots-ts bench {envs,physics,curriculum,curriculum-push,teacher,distill,robustness,randomization-cost,faults,"
-              "sim2sim,export-latency,ros-loop,scale,residual} "
+              "sim2sim,export-latency,ros-loop,scale,residual,multi-teacher,kickstart} "
               "[options]\n"
               "Measurements that print JSON (see each one's --help).")
         return 0 if argv else 2
@@ -177,7 +177,9 @@ def cmd_bench(argv: list[str]) -> int:
                "sim2sim": "robots_ts.bench.sim2sim", "robustness": "robots_ts.bench.robustness",
                "randomization-cost": "robots_ts.bench.randomization_cost",
                "export-latency": "robots_ts.bench.export", "ros-loop": "robots_ts.bench.ros_loop",
-               "scale": "robots_ts.bench.scale", "residual": "robots_ts.bench.residual"}
+               "scale": "robots_ts.bench.scale", "residual": "robots_ts.bench.residual",
+               "multi-teacher": "robots_ts.bench.multi_teacher",
+               "kickstart": "robots_ts.bench.kickstart"}
     if which not in modules:
         print(f"robots-ts bench: unknown benchmark {which!r}; choose from {sorted(modules)}", file=sys.stderr)
         return 2

@@ -111,6 +111,11 @@ def rollout_policy(policy, env_cfg: EnvConfig, episodes: int = 100, seed: int = 
     finally:
         env.close()
     out = summarise(records, env_cfg.task, seed)
+    if getattr(env, "world_tasks", None) is not None:      # a multi-task student: success per task too
+        from robots_ts.policies.distill.multi import per_task_summary
+
+        out["task"] = "+".join(env.tasks)
+        out["per_task"] = per_task_summary(records, env.world_tasks)
     out["episodes_sha256"] = episodes_digest(records)
     out["backend"] = env_cfg.backend
     out["randomization"] = rand_record

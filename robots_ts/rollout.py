@@ -115,9 +115,18 @@ def run_episodes(env, act: Callable[[Obs], np.ndarray], resets: Sequence = (), *
 
 def policy_env(policy, env_cfg: EnvConfig, num_envs: int, seed: int = 0, sampler=None, obs_groups=None):
     """The batched env a policy is evaluated on: ``num_envs`` worlds producing the groups it reads
-    (or ``obs_groups``); an oracle policy is bound to the worlds whose state it reads."""
+    (or ``obs_groups``); an oracle policy is bound to the worlds whose state it reads. A student of
+    several tasks (``task_shares``) gets a multi-task env, its worlds split over the tasks by share."""
     from robots_ts.envs import make_batched_env
 
+    if getattr(policy, "task_shares", None):
+        from robots_ts.envs.multi_task import MultiTaskEnv, split_worlds
+
+        if sampler is not None:
+            raise ValueError("a multi-task student is evaluated on each task's uniform parameters; parameter "
+                             "grids and curricula take one task's student")
+        return MultiTaskEnv(env_cfg, split_worlds(num_envs, policy.task_shares), seed=seed,
+                            obs_groups=obs_groups or policy.obs_groups)
     env = make_batched_env(env_cfg, seed=seed, sampler=sampler, num_envs=num_envs,
                            obs_groups=obs_groups or policy.obs_groups)
     if hasattr(policy, "bind"):

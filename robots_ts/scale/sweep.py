@@ -177,8 +177,10 @@ def check_resumable(command: str, cfg, run_dir: Path) -> None:
     from robots_ts.config import load_run_config, to_dict
 
     want = to_dict(cfg)
-    if command == "distill" and want["teacher"] != "scripted":   # distill records the teacher's full path
+    if command == "distill" and want["teacher"] not in ("scripted", ""):   # distill records the teacher's full path
         want["teacher"] = str(Path(want["teacher"]).resolve())
+    if command == "distill":     # and each teacher's of a multi-teacher run
+        want["teachers"] = {t: r if r == "scripted" else str(Path(r).resolve()) for t, r in want["teachers"].items()}
     had, want = _flat(to_dict(load_run_config(type(cfg), path, require_checksum=False))), _flat(want)
     differ = sorted(k for k in set(had) | set(want)
                     if had.get(k) != want.get(k) and k not in RESUMABLE_CHANGES[command])
@@ -279,8 +281,11 @@ def run_sweep(command: str, config: str, trials: list[Trial], out_dir: str | Pat
     check_cpus(cpus_per_run, f"--cpus-per-run {cpus_per_run:g}")
     out_dir.mkdir(parents=True, exist_ok=True)
     # One Tune experiment per plan: the same sweep line restores it, another one starts its own
-    # (its trials still resume whatever runs their directories hold).
-    digest = hashlib.sha256(json.dumps([s["argv"] for s in specs]).encode()).hexdigest()[:10]
+    # (its trials still resume whatever runs their directories hold). The config file's text is part
+    # of the plan: a bench that rewrites its config (more iterations) under the same path must not
+    # restore the finished experiment of the old one, which would run nothing.
+    identity = json.dumps([s["argv"] for s in specs]) + Path(config).read_text()
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
     storage, experiment = out_dir / "tune", f"{name}-{digest}"
     trainable = tune.with_resources(run_trial, {"cpu": cpus_per_run})
     t0 = time.time()

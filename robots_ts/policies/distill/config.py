@@ -55,6 +55,11 @@ class DaggerConfig:
 @dataclass
 class StudentConfig:
     teacher: str = ""                       # teacher run directory (or "scripted": the task's oracle)
+    # Several teachers, one student (robots_ts.policies.distill.multi): task -> teacher run directory.
+    # The run's worlds are split over these tasks by `task_shares` (task -> weight, default 1 each);
+    # env.task is then not read, and env.obs_groups must include `task` (task id and command).
+    teachers: dict[str, str] = field(default_factory=dict)
+    task_shares: dict[str, float] = field(default_factory=dict)
     teacher_checkpoint: str = "best"
     env: EnvConfig = field(default_factory=_student_env)
     student: StudentNetConfig = field(default_factory=StudentNetConfig)
@@ -69,7 +74,11 @@ def validate(cfg: StudentConfig) -> None:
     """Cheap semantic checks, before any env, teacher or network is built."""
     from robots_ts.envs.checks import check_env_config
 
-    check_env_config(cfg.env)
+    from robots_ts.policies.distill.multi import validate_teachers
+
+    validate_teachers(cfg)
+    if not cfg.teachers:
+        check_env_config(cfg.env)
     d, s = cfg.dagger, cfg.student
     if cfg.seed < 0:
         raise ConfigError(f"seed: expected an integer >= 0, got {cfg.seed}")
@@ -83,8 +92,9 @@ def validate(cfg: StudentConfig) -> None:
     if cfg.teacher_checkpoint != "best" and cfg.teacher_checkpoint != "latest" \
             and not cfg.teacher_checkpoint.endswith(".zip"):
         raise ConfigError(f"teacher_checkpoint: expected 'best', 'latest' or a .zip file, got {cfg.teacher_checkpoint!r}")
-    if not cfg.teacher:
-        raise ValueError("teacher: give the teacher run directory, e.g. teacher=runs/teacher/reach")
+    if not cfg.teacher and not cfg.teachers:
+        raise ValueError("teacher: give the teacher run directory, e.g. teacher=runs/teacher/reach (or one per "
+                         "task: teachers.Reach=RUN teachers.Push=RUN ...)")
     choices = {"dagger.algorithm": (d.algorithm, ALGORITHMS), "dagger.beta_schedule": (d.beta_schedule, BETA_SCHEDULES),
                "dagger.loss": (d.loss, LOSSES), "dagger.depth_storage": (d.depth_storage, DEPTH_STORAGE),
                "dagger.lr_schedule": (d.lr_schedule, ("cosine", "constant")),

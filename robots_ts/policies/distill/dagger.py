@@ -13,6 +13,10 @@ A run directory holds ``run.json`` (kind "student"), ``config.yaml``, ``metrics.
 per iteration), ``dataset/``, ``checkpoints/`` (``iter_NNNN`` safetensors + JSON, ``latest.json``,
 ``best.json``), ``curves.png`` and ``tb/``. Write order per iteration: checkpoint, metrics line,
 ``latest.json``; a resumed run trusts ``latest.json`` and drops data and metrics of later iterations.
+
+With ``teachers`` (one per task) the same loop runs on a multi-task env, each world labelled by its
+task's teacher (:mod:`robots_ts.policies.distill.multi`); the metrics then add ``task_success``,
+``task_agreement`` and ``task_action_mse`` per task, and ``teacher_task_success``.
 """
 from __future__ import annotations
 
@@ -94,6 +98,11 @@ def build(cfg: StudentConfig, teacher=None):
     torch.manual_seed(cfg.seed)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
+    if cfg.teachers:
+        from robots_ts.policies.distill.multi import build_multi
+
+        teacher, env, obs_spec = build_multi(cfg, teacher)
+        return teacher, env, _student_net(cfg, teacher, env, obs_spec, "teachers")
     if teacher is not None:
         teacher_groups = list(teacher.obs_groups)
     elif cfg.teacher != "scripted":
@@ -112,16 +121,26 @@ def build(cfg: StudentConfig, teacher=None):
             teacher = ScriptedTeacher(env.world)
         else:
             check_teacher(teacher, env, cfg.teacher)
-        if cfg.dagger.loss == "sigma_l2" and not hasattr(teacher, "act_with_std"):
-            raise ValueError(f"dagger.loss 'sigma_l2' needs the teacher's action std; teacher {cfg.teacher!r} "
-                             "has none (use 'mse' or 'nll')")
         spaces = env.observation_space.spaces
         obs_spec = {g: list(spaces[g].shape) for g in cfg.env.obs_groups}
+    except Exception:
+        env.close()
+        raise
+    return teacher, env, _student_net(cfg, teacher, env, obs_spec, "teacher")
+
+
+def _student_net(cfg: StudentConfig, teacher, env, obs_spec: dict, key: str) -> Student:
+    """A fresh student network for ``obs_spec``, once the teacher can give what the loss needs (the
+    env is closed if not)."""
+    try:
+        if cfg.dagger.loss == "sigma_l2" and not hasattr(teacher, "act_with_std"):
+            raise ValueError(f"dagger.loss 'sigma_l2' needs the teacher's action std; {key} "
+                             f"{getattr(cfg, key)!r} {'has' if key == 'teacher' else 'have'} none (use 'mse' or 'nll')")
         model = Student(cfg.student, obs_spec, env.world.action_dim, (cfg.env.depth.near, cfg.env.depth.far))
     except Exception:
         env.close()
         raise
-    return teacher, env, model.to(cfg.device)
+    return model.to(cfg.device)
 
 
 def _pointer(run_dir: Path, which: str) -> dict | None:
@@ -190,11 +209,20 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
     if latest is not None:
         loaded = check_resumable(run_dir, latest, ChunkDataset(run_dir / "dataset", cfg.dagger.depth_storage),
                                  cfg.device)
-    if not resume and teacher is None and cfg.teacher != "scripted":
+    if not resume and teacher is None and cfg.teacher not in ("scripted", ""):
         cfg = replace(cfg, teacher=str(Path(cfg.teacher).resolve()))  # the run must find it from anywhere
+    if not resume and cfg.teachers:
+        cfg = replace(cfg, teachers={t: r if r == "scripted" else str(Path(r).resolve()) for t, r in cfg.teachers.items()})
     teacher, env, model = build(cfg, teacher)
     n = env.num_envs
-    student = StudentPolicy(model, cfg.env, cfg.device)
+    world_tasks = getattr(env, "world_tasks", None)     # a multi-task run: each world's task
+    task_name = "+".join(sorted(cfg.teachers)) if cfg.teachers else cfg.env.task
+    shares = None
+    if cfg.teachers:
+        from robots_ts.policies.distill.multi import shares_of
+
+        shares = shares_of(cfg)
+    student = StudentPolicy(model, cfg.env, cfg.device, task_shares=shares)
     collector = None
     if cfg.env.ray_actors:   # collection on Ray actors; evaluations stay on this process's env
         from robots_ts.scale.collect import RayCollector
@@ -225,7 +253,7 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
         # Nothing checkpointed yet (or a fresh run): whatever a killed first iteration left is dropped.
         dataset.truncate_after(-1)
         metrics.truncate_after("iteration", -1)
-        write_run_meta(run_dir, "student", teacher=cfg.teacher, task=cfg.env.task, backend=cfg.env.backend, encoder=cfg.student.encoder,
+        write_run_meta(run_dir, "student", teacher=cfg.teacher or dict(cfg.teachers), task=task_name, backend=cfg.env.backend, encoder=cfg.student.encoder,
                        algorithm=cfg.dagger.algorithm, obs_groups=list(student.obs_groups))
     save_config(cfg, run_dir / "config.yaml")
     history = metrics.read()
@@ -233,12 +261,15 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
     tb = TensorBoardLog(run_dir / "tb", replay=history)
     steps = plan(cfg)
     total = sum(s for _, _, s, _, _ in steps) * n
-    bar = Progress(total, initial=labels, unit="label", desc=f"distill {cfg.env.task}", disable=not progress)
+    bar = Progress(total, initial=labels, unit="label", desc=f"distill {task_name}", disable=not progress)
     record = history[-1] if history else {}
     try:
         if teacher_success is None:
-            teacher_success = evaluate(env, teacher, cfg.dagger.eval_episodes,
-                                       seed_for(cfg.seed, 0, EVAL_TEACHER))["success_rate"]
+            ev = evaluate(env, teacher, cfg.dagger.eval_episodes, seed_for(cfg.seed, 0, EVAL_TEACHER),
+                          world_tasks=world_tasks)
+            teacher_success = ev["success_rate"]
+            if world_tasks is not None:   # per task, kept with the pointer so a resume need not re-measure it
+                teacher_success = {"all": teacher_success, **{t: v["success_rate"] for t, v in ev["per_task"].items()}}
         for it, beta, n_steps, epochs, capped in steps[start:]:
             t0 = time.perf_counter()
             bar.set_postfix_str(f"iter {it} collecting (beta {beta:.2f})")
@@ -249,12 +280,19 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
             bar.set_postfix_str(f"iter {it} training on {dataset.num_samples(records)} samples")
             tr = train_epochs(model, dataset, records, cfg, epochs, seed_for(cfg.seed, it, TRAIN), fit_depth=it == 0,
                               capped=capped)
-            ev = evaluate(env, student, cfg.dagger.eval_episodes, seed_for(cfg.seed, it, EVAL_STUDENT), teacher)
+            ev = evaluate(env, student, cfg.dagger.eval_episodes, seed_for(cfg.seed, it, EVAL_STUDENT), teacher,
+                          world_tasks=world_tasks)
             record = {"iteration": it, "labels": labels, "beta": beta, "dataset_samples": dataset.num_samples(records),
                       "student_success": ev["success_rate"], "student_success_ci95": ev["success_ci95"],
                       "student_episode_length": ev["mean_episode_length"], "agreement": ev.get("agreement"),
                       "action_mse": ev.get("action_mse"), "teacher_success": teacher_success,
                       "iteration_seconds": round(time.perf_counter() - t0, 3), **col, **tr}
+            if world_tasks is not None:
+                record.update(teacher_success=teacher_success["all"],
+                              teacher_task_success={t: v for t, v in teacher_success.items() if t != "all"},
+                              **{f"task_{k}": {t: v.get(key) for t, v in ev["per_task"].items()}
+                                 for k, key in (("success", "success_rate"), ("agreement", "agreement"),
+                                                ("action_mse", "action_mse"))})
             name = f"iter_{it:04d}"
             if env.world.adr_sampler is not None:
                 from robots_ts.sim2real.randomization.adr import adr_summary
@@ -262,7 +300,8 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
                 record["adr"] = adr_summary(env.world)
                 atomic_write_json(ck_dir / f"{name}.adr.json", to_jsonable(env.world.adr_sampler.state_dict()))
             save_student(model, ck_dir / name, student.env_cfg, iteration=it, labels=labels,
-                         student_success=ev["success_rate"], teacher=cfg.teacher)
+                         student_success=ev["success_rate"], teacher=cfg.teacher or dict(cfg.teachers),
+                         **({"task_shares": shares} if shares else {}))
             fault_point("student.checkpoint")
             metrics.append(record)
             fault_point("student.pointer")
@@ -275,8 +314,8 @@ def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progr
                                                      "student_success": best["student_success"]})
             tb.log(record)
             plot_curves(metrics.read(), run_dir / "curves.png", f"{cfg.dagger.algorithm} {cfg.student.encoder} "
-                        f"student, {cfg.env.task}")
-            bar.set_postfix(success=f"{ev['success_rate']:.2f}", teacher=f"{teacher_success:.2f}",
+                        f"student, {task_name}")
+            bar.set_postfix(success=f"{ev['success_rate']:.2f}", teacher=f"{record['teacher_success']:.2f}",
                             agree=f"{ev.get('agreement', float('nan')):.3f}", loss=f"{tr.get('train_loss', 0):.4f}")
     finally:
         bar.close()
@@ -294,7 +333,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="robots-ts distill", description="Distill a teacher into a depth or "
                                  "point-cloud student by DAgger (or behaviour cloning).")
     ap.add_argument("config", nargs="?", help="student config YAML, e.g. configs/student/reach_depth.yaml")
-    ap.add_argument("overrides", nargs="*", help="key=value overrides; teacher=RUN_DIR is required")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides; teacher=RUN_DIR is required (or one per "
+                    "task: teachers.Reach=RUN teachers.Push=RUN ...)")
     ap.add_argument("--run-dir", help="run directory (default runs/students/<config>-s<seed>-<time>)")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--iterations", type=int, help="DAgger iterations (with --resume: extend the run to N)")

@@ -13,6 +13,7 @@ from robots_ts.runs import atomic_write
 
 SCALARS = ("student_success", "teacher_success", "agreement", "action_mse", "train_loss", "train_action_mse",
            "train_aux_loss", "dataset_samples", "beta", "rollout_success", "collect_steps_per_s")
+PER_TASK = ("task_success", "task_agreement", "teacher_task_success")
 
 
 def plot_curves(records: list[dict], out: Path, title: str = "") -> Path | None:
@@ -72,6 +73,10 @@ class TensorBoardLog:
         for key in SCALARS:
             if key in record and record[key] is not None:
                 self.writer.add_scalar(f"distill/{key}", float(record[key]), int(record["labels"]))
+        for key in PER_TASK:      # a multi-task run: one curve per task
+            for task, value in (record.get(key) or {}).items():
+                if value is not None:
+                    self.writer.add_scalar(f"distill/{key}/{task}", float(value), int(record["labels"]))
         self.writer.flush()
 
     def close(self) -> None:

@@ -131,15 +131,18 @@ def collect_summary(episodes: int, successes: int, teacher_steps: int, samples: 
             "teacher_action_fraction": teacher_steps / samples, "collect_steps_per_s": samples / seconds}
 
 
-def evaluate(env, actor, episodes: int, seed: int, teacher=None) -> dict:
+def evaluate(env, actor, episodes: int, seed: int, teacher=None, world_tasks: np.ndarray | None = None) -> dict:
     """Success of ``actor`` acting alone over ``episodes`` episodes and, when ``teacher`` is given,
-    its agreement with the teacher on the states it visits.
+    its agreement with the teacher on the states it visits. ``world_tasks`` (each world's task, in
+    a multi-task env) adds ``per_task``: success, and agreement with that task's teacher, per task.
 
     World i runs a fixed quota of episodes, so quick successes are not over-counted. Agreement is
     ``1 - mean|a_student - a_teacher| / 2`` over steps and action dimensions: 1 when the actions are
     identical, 0 when they sit at opposite bounds everywhere.
     """
     err = {"abs": 0.0, "sq": 0.0, "count": 0}
+    # Per world, for the per-task figures (kept apart so the overall sums stay as they always were).
+    world_err = {k: np.zeros(env.num_envs) for k in ("abs", "sq", "count")}
 
     def act(obs):
         return np.clip(actor.act(subset(obs, actor.obs_groups)), -1.0, 1.0)
@@ -150,6 +153,11 @@ def evaluate(env, actor, episodes: int, seed: int, teacher=None) -> dict:
         err["abs"] += float(np.abs(diff).sum())
         err["sq"] += float(np.square(diff).sum())
         err["count"] += diff.size
+        if world_tasks is not None:
+            full = np.where(active[:, None], action - label, 0.0)
+            world_err["abs"] += np.abs(full).sum(1)
+            world_err["sq"] += np.square(full).sum(1)
+            world_err["count"] += active * full.shape[1]
 
     resets = [actor] if teacher is None else [actor, teacher]
     records = run_episodes(env, act, resets, quota=split_quota(episodes, env.num_envs), seed=seed,
@@ -161,4 +169,13 @@ def evaluate(env, actor, episodes: int, seed: int, teacher=None) -> dict:
     if teacher is not None and err["count"]:
         out["agreement"] = 1.0 - err["abs"] / err["count"] / 2.0
         out["action_mse"] = err["sq"] / err["count"]
+    if world_tasks is not None:
+        from robots_ts.policies.distill.multi import per_task_summary
+
+        out["per_task"] = per_task_summary(records, world_tasks)
+        for task, summary in out["per_task"].items():
+            count = world_err["count"][world_tasks == task].sum()
+            if teacher is not None and count:
+                summary["agreement"] = 1.0 - world_err["abs"][world_tasks == task].sum() / count / 2.0
+                summary["action_mse"] = world_err["sq"][world_tasks == task].sum() / count
     return out

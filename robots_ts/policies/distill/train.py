@@ -87,7 +87,7 @@ def loss_terms(model: Student, batch: dict[str, torch.Tensor], cfg: StudentConfi
     group = model.encoder_group
     proprio, sensor = augment(batch["proprio"], batch[group], group, cfg.augment, gen, model.proprio_std,
                               model.far)
-    mean, aux, _ = model(proprio, sensor, first=batch["first"])
+    mean, aux, _ = model(proprio, sensor, first=batch["first"], task=batch.get("task"))
     target, mask = batch["action"], batch["mask"]
     sq = torch.square(mean - target)
     kind = cfg.dagger.loss
@@ -122,7 +122,7 @@ def train_epochs(model: Student, dataset: ChunkDataset, records: list[dict], cfg
     opt = torch.optim.Adam(model.parameters(), lr=d.lr, weight_decay=d.weight_decay)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    keys = ("proprio", model.encoder_group, "action")
+    keys = (*model.obs_groups, "action")
     if d.loss == "sigma_l2":
         keys += ("std",)
     if model.aux_dim:

@@ -60,6 +60,9 @@ def resolved(cfg: ResidualConfig, base) -> ResidualConfig:
 
 
 def validate(cfg: ResidualConfig, action_dim: int | None = None) -> None:
+    if cfg.kickstart.teachers:   # the section comes with TeacherConfig; refinement has no such loss
+        raise ConfigError("kickstart: a refinement does not kickstart; kickstart.teachers belongs to "
+                          "train-teacher runs")
     teacher_train.validate(cfg)
     if cfg.mode not in MODES:
         raise ConfigError(f"mode: expected one of {list(MODES)}, got {cfg.mode!r}")

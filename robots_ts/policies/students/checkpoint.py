@@ -34,7 +34,7 @@ def save_student(model: Student, path: str | Path, env_cfg: EnvConfig, **extra) 
     tensor_path = path.with_name(path.name + ".safetensors")
     atomic_write(tensor_path, lambda p: save_file(tensors, str(p)))
     meta = {"format": FORMAT, "arch": asdict(model.cfg), "obs_spec": model.obs_spec,
-            "obs_groups": ["proprio", model.encoder_group], "action_dim": int(model.mean.out_features),
+            "obs_groups": list(model.obs_groups), "action_dim": int(model.mean.out_features),
             "depth_range": [model.near, model.far], "normalization": model.normalization(),
             "env": to_dict(env_cfg), "tensors_crc32": zlib.crc32(tensor_path.read_bytes()), **extra}
     json_path = path.with_name(path.name + ".json")
@@ -110,11 +110,15 @@ class StudentPolicy:
     """A student as a :class:`~robots_ts.policies.Policy`: deterministic mean actions, GRU memory
     kept between calls and cleared for worlds that start a new episode."""
 
-    def __init__(self, model: Student, env_cfg: EnvConfig, device: str = "cpu"):
+    def __init__(self, model: Student, env_cfg: EnvConfig, device: str = "cpu",
+                 task_shares: dict[str, float] | None = None):
         self.model = model.to(device)
         self.device = device
-        self.obs_groups = ("proprio", model.encoder_group)
-        self.env_cfg = replace(env_cfg, obs_groups=list(self.obs_groups))
+        self.obs_groups = model.obs_groups
+        # A multi-task student: the tasks it serves and their shares of the worlds it is evaluated on
+        # (robots_ts.rollout.policy_env builds a robots_ts.envs.multi_task.MultiTaskEnv for it).
+        self.task_shares = dict(task_shares) if task_shares else None
+        self.env_cfg = replace(env_cfg, obs_groups=[g for g in self.obs_groups if g != "task"])
         self.hidden: torch.Tensor | None = None
 
     def check_obs(self, obs: dict[str, np.ndarray]) -> None:
@@ -134,7 +138,10 @@ class StudentPolicy:
         s = torch.as_tensor(obs[self.model.encoder_group], dtype=torch.float32, device=self.device)[:, None]
         if self.model.recurrent and (self.hidden is None or self.hidden.shape[0] != p.shape[0]):
             self.hidden = self.model.initial_state(p.shape[0])
-        mean, _, self.hidden = self.model(p, s, self.hidden)
+        task = None
+        if "task" in self.obs_groups:
+            task = torch.as_tensor(obs["task"], dtype=torch.float32, device=self.device)[:, None]
+        mean, _, self.hidden = self.model(p, s, self.hidden, task=task)
         return np.clip(mean[:, 0].cpu().numpy(), -1.0, 1.0).astype(np.float32)
 
     def reset(self, done: np.ndarray) -> None:
@@ -158,4 +165,4 @@ def load_student(run_dir: str | Path, checkpoint: str = "latest", device: str = 
         json_path = resolve_checkpoint(run_dir, checkpoint)
     model, meta = load_checkpoint(json_path, device)
     model.eval()
-    return StudentPolicy(model, env_config_from_dict(meta["env"], str(json_path)), device)
+    return StudentPolicy(model, env_config_from_dict(meta["env"], str(json_path)), device, meta.get("task_shares"))

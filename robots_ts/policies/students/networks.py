@@ -15,6 +15,10 @@ Every forward takes batch-major sequences ``(B, T, ...)``: feed-forward students
 layers at every step, recurrent ones run a GRU that restarts wherever ``first`` marks an episode
 start (truncated backpropagation: training windows start from a zero state).
 
+A multi-task student (:mod:`robots_ts.policies.distill.multi`) also reads the ``task`` group (one-hot
+task id and the task's command): it joins the standardised proprio at the input of the proprio
+MLP, unnormalized (one-hot entries and commands in metres are already of order one).
+
 The optional aux head predicts privileged columns (e.g. the object's position, as in DextrAH-G).
 By default (``aux_input: sensor``) it reads the image / cloud embedding alone: it cannot answer
 from proprio, so it pushes the encoder to localize the object, which is what the action head
@@ -85,7 +89,8 @@ class Student(nn.Module):
             raise ValueError(f"a {cfg.encoder} student needs observation groups ['proprio', '{cfg.encoder}'], "
                              f"got {sorted(obs_spec)}")
         p_dim = int(obs_spec["proprio"][0])
-        self.proprio = mlp([p_dim, *cfg.proprio_mlp])
+        self.task_dim = int(obs_spec["task"][0]) if "task" in obs_spec else 0
+        self.proprio = mlp([p_dim + self.task_dim, *cfg.proprio_mlp])
         self.sensor = (DepthEncoder(tuple(obs_spec["depth"]), cfg) if cfg.encoder == "depth"
                        else PointEncoder(cfg))
         fused = cfg.proprio_mlp[-1] + cfg.feature_dim
@@ -134,9 +139,19 @@ class Student(nn.Module):
             return None
         return torch.zeros(batch, self.cfg.gru_hidden, device=self.mean.weight.device)
 
-    def encode(self, proprio: torch.Tensor, sensor: torch.Tensor) -> torch.Tensor:
-        """(B*T, P), (B*T, ...) -> fused features (B*T, F)."""
+    @property
+    def obs_groups(self) -> tuple[str, ...]:
+        """The observation groups this network reads, in the order a Policy hands them over."""
+        return ("proprio", self.encoder_group, *(("task",) if self.task_dim else ()))
+
+    def encode(self, proprio: torch.Tensor, sensor: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        """(B*T, P), (B*T, ...), task (B*T, K) of a multi-task student -> fused features (B*T, F)."""
         p = (proprio - self.proprio_mean) / self.proprio_std
+        if self.task_dim:
+            if task is None:
+                raise ValueError(f"this student serves several tasks: it reads the 'task' group "
+                                 f"({self.task_dim} columns), which was not given")
+            p = torch.cat([p, task], dim=-1)
         if self.encoder_group == "depth":
             sensor = self.read_depth(sensor)
             if self.cfg.depth_norm == "pixel":
@@ -168,11 +183,13 @@ class Student(nn.Module):
         return depth.clamp(self.near, self.far)
 
     def forward(self, proprio: torch.Tensor, sensor: torch.Tensor, hidden: torch.Tensor | None = None,
-                first: torch.Tensor | None = None):
-        """proprio (B, T, P), sensor (B, T, ...), first (B, T) bool -> mean (B, T, A),
-        normalized aux prediction (B, T, K) or None, final hidden state (B, H) or None."""
+                first: torch.Tensor | None = None, task: torch.Tensor | None = None):
+        """proprio (B, T, P), sensor (B, T, ...), first (B, T) bool, task (B, T, K) of a multi-task
+        student -> mean (B, T, A), normalized aux prediction (B, T, K) or None, final hidden state
+        (B, H) or None."""
         b, t = proprio.shape[:2]
-        feats = self.encode(proprio.reshape(b * t, -1), sensor.reshape(b * t, *sensor.shape[2:]))
+        feats = self.encode(proprio.reshape(b * t, -1), sensor.reshape(b * t, *sensor.shape[2:]),
+                            None if task is None else task.reshape(b * t, -1))
         feats = feats.reshape(b, t, -1)
         if self.gru is not None:
             h = self.initial_state(b) if hidden is None else hidden

@@ -33,6 +33,29 @@ class PPOConfig:
 
 
 @dataclass
+class KickstartConfig:
+    """Kickstarting (Schmitt et al. 2018): PPO's loss adds ``weight_t * H(teacher, student)`` on the
+    states the student visits, with ``weight_t`` decaying so that the student can overtake its
+    teachers (:mod:`robots_ts.policies.teacher.kickstart`). Empty ``teachers``: plain PPO.
+
+    ``teachers`` holds one teacher run per task of this run; a run trains one task today, so that is
+    exactly one run of ``env.task``. A teacher reads its own observation groups (with its own
+    normalization) from the same env step, so the student may read other groups than it does.
+    Schedules, with t the env steps collected before an update:
+      constant     weight (0 from ``decay_steps`` on, when that is set)
+      linear       weight * max(0, 1 - t / decay_steps)        (0 exactly from decay_steps on)
+      exponential  weight * 0.5 ** (t / half_life)              (0 from ``decay_steps`` on, when set)
+    """
+    teachers: list[str] = field(default_factory=list)   # teacher run directories
+    checkpoint: str = "best"          # which of each teacher run's checkpoints: best | latest | a .zip
+    weight: float = 1.0               # lambda_0
+    schedule: str = "constant"        # constant | linear | exponential
+    decay_steps: int = 0              # env steps at which the weight becomes 0 (0: never; linear needs one)
+    half_life: int = 0                # exponential: env steps over which the weight halves
+    loss: str = "cross_entropy"       # cross_entropy: -log pi_student(teacher's mean) | kl: KL(teacher || student)
+
+
+@dataclass
 class TeacherConfig:
     env: EnvConfig = field(default_factory=_teacher_env)
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -49,3 +72,5 @@ class TeacherConfig:
     # observation spec and network; robots_ts.policies.teacher.warm_start). "" starts from scratch.
     init: str = ""
     init_checkpoint: str = "best"     # which of the init run's checkpoints: best | latest | a .zip
+    # Kickstarted PPO: an auxiliary loss toward trained teachers, decaying over training.
+    kickstart: KickstartConfig = field(default_factory=KickstartConfig)

@@ -94,14 +94,15 @@ def load_norm_stats(path: Path) -> dict:
     return stats
 
 
-def load_sb3(path: Path, device: str, custom_objects: dict, env=None):
-    """``PPO.load`` with a damaged archive reported as a CheckpointError naming the file."""
+def load_sb3(path: Path, device: str, custom_objects: dict, env=None, cls=None):
+    """``PPO.load`` (or ``cls.load``, a PPO subclass) with a damaged archive reported as a
+    CheckpointError naming the file."""
     import zipfile
 
     from stable_baselines3 import PPO
 
     try:
-        return PPO.load(path, env=env, device=device, custom_objects=custom_objects)
+        return (cls or PPO).load(path, env=env, device=device, custom_objects=custom_objects)
     except (zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError, RuntimeError, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise

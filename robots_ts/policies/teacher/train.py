@@ -109,6 +109,10 @@ def validate(cfg: TeacherConfig) -> None:
             make_curriculum(cfg, space, cfg.seed)
         except ValueError as exc:
             raise ConfigError(f"env.curriculum: {exc}") from None
+    if cfg.kickstart.teachers:
+        from robots_ts.policies.teacher.kickstart_run import validate_kickstart
+
+        validate_kickstart(cfg)
 
 
 def normalized(env, cfg: TeacherConfig) -> VecNormalize:
@@ -117,11 +121,11 @@ def normalized(env, cfg: TeacherConfig) -> VecNormalize:
                         gamma=p.gamma, norm_obs_keys=list(env.observation_space.spaces))
 
 
-def make_model(cfg: TeacherConfig, venv, tensorboard_log: str | None = None) -> PPO:
-    """SB3 PPO with the config's hyperparameters on any (normalized) VecEnv."""
+def make_model(cfg: TeacherConfig, venv, tensorboard_log: str | None = None, cls=PPO) -> PPO:
+    """SB3 PPO (or a subclass, ``cls``) with the config's hyperparameters on any (normalized) VecEnv."""
     p = cfg.ppo
     lr = learning_rate(p)
-    return PPO("MultiInputPolicy", venv, learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size,
+    return cls("MultiInputPolicy", venv, learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size,
                n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
                ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
                target_kl=p.target_kl or None, seed=cfg.seed, device=cfg.device, verbose=0,
@@ -337,8 +341,23 @@ class Runner:
         cb = TeacherCallback(cfg, run_dir, env, venv, state)
         return cb, cb
 
+    def load_model(self, cfg, path: Path, venv, run_dir: Path, built):
+        """The model of checkpoint ``path`` (of the class of ``built``, the freshly built model), on ``venv``."""
+        return load_sb3(path, cfg.device, env=venv, cls=type(built),
+                        custom_objects={"tensorboard_log": str(run_dir / "tb"),
+                                        **schedule_objects(learning_rate(cfg.ppo), cfg.ppo.clip_range)})
+
     def meta(self, cfg) -> dict:
         return {"task": cfg.env.task, "backend": cfg.env.backend, **({"init": cfg.init} if cfg.init else {})}
+
+
+def runner_for(cfg: TeacherConfig) -> Runner:
+    """The runner of a teacher config: kickstarted PPO when it names teachers, else plain PPO."""
+    if cfg.kickstart.teachers:
+        from robots_ts.policies.teacher.kickstart_run import KickstartRunner
+
+        return KickstartRunner()
+    return Runner()
 
 
 def prepare_resume(run_dir: Path, total_steps: int | None = None,
@@ -391,11 +410,11 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
     follows the new total. Every check happens before the run directory is created or touched.
     """
     run_dir = Path(run_dir)
-    runner = runner or Runner()
     point = None
     if resume:
         cfg, point, changed = prepare_resume(run_dir, total_steps, runner)
-    else:
+    runner = runner or runner_for(cfg)
+    if not resume:
         runner.validate(cfg)
         check_fresh_run_dir(run_dir)
         if cfg.init:
@@ -403,6 +422,10 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
 
             check_init(cfg)
             cfg = replace(cfg, init=str(Path(cfg.init).resolve()))
+        if cfg.kickstart.teachers:
+            from robots_ts.policies.teacher.kickstart_run import resolve_teachers
+
+            cfg = resolve_teachers(cfg)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     ck_dir = run_dir / "checkpoints"
@@ -412,9 +435,7 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
     try:
         if point is not None:
             name = point["name"]
-            model = load_sb3(ck_dir / f"{name}.zip", cfg.device, env=venv,
-                             custom_objects={"tensorboard_log": str(run_dir / "tb"),
-                                             **schedule_objects(learning_rate(cfg.ppo), cfg.ppo.clip_range)})
+            model = runner.load_model(cfg, ck_dir / f"{name}.zip", venv, run_dir, model)
             load_norm_stats_into(venv, load_norm_stats(ck_dir / f"{name}.norm.json"))
             restore_state(from_jsonable(read_json(ck_dir / f"{name}.state.json")), env, cb_state)
         elif cfg.init:   # a new run, or a resumed one without a checkpoint yet, starts from the init run

@@ -14,7 +14,8 @@ from pathlib import Path
 from robots_ts.config import ConfigError
 
 
-def _spec(space) -> dict[str, tuple[int, ...]]:
+def obs_spec(space) -> dict[str, tuple[int, ...]]:
+    """{group: shape} of a Dict observation space (what a policy reads, comparable across runs)."""
     return {k: tuple(int(d) for d in s.shape) for k, s in space.spaces.items()}
 
 
@@ -48,7 +49,7 @@ def warm_start(model, venv, cfg) -> str:
 
     check_init(cfg)
     teacher = load_teacher(cfg.init, cfg.init_checkpoint, cfg.device)
-    theirs, ours = _spec(teacher.model.observation_space), _spec(venv.observation_space)
+    theirs, ours = obs_spec(teacher.model.observation_space), obs_spec(venv.observation_space)
     if theirs != ours:
         raise ConfigError(f"init: teacher run {cfg.init} ({teacher.env_cfg.task}) reads observations {theirs}; "
                           f"this run's env ({cfg.env.task}) produces {ours}: a warm start needs the same "
