@@ -1,6 +1,6 @@
 """``robots-ts bench kickstart``: kickstarted PPO vs PPO from scratch on Push, several seeds each.
 
-    robots-ts bench kickstart --teacher /work/runs/push_v3 --seeds 3 --out-dir runs/bench_kickstart --json
+    robots-ts bench kickstart --teacher runs/push_v3 --seeds 0 1 2 --out runs/bench_kickstart --json
 
 Steps:
 
@@ -82,7 +82,7 @@ def _summary(values) -> dict:
     return {"mean": float(a.mean()), "std": float(a.std()), "per_seed": a.tolist()}
 
 
-def bench(out_dir: Path, teacher: Path, config: str = DEFAULT_CONFIG, seeds: int = 3, total_steps: int = 2_000_000,
+def bench(out_dir: Path, teacher: Path, config: str = DEFAULT_CONFIG, seeds: list[int] | int = (0, 1, 2), total_steps: int = 2_000_000,
           fraction: float = 0.8, teacher_episodes: int = 200, eval_seed: int = 12345, cores: int | None = None,
           train_seconds: float | None = None, overrides: list[str] | None = None,
           ray_address: str | None = None) -> dict:
@@ -94,6 +94,7 @@ def bench(out_dir: Path, teacher: Path, config: str = DEFAULT_CONFIG, seeds: int
     from robots_ts.scale.sweep import Trial, run_sweep
 
     t0 = time.time()
+    seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     out_dir, teacher = Path(out_dir), Path(teacher).resolve()
     overrides = list(overrides or [])
     arm_overrides = {"kickstart": [f"kickstart.teachers=[{teacher}]"], "scratch": ["kickstart.teachers=[]"]}
@@ -105,11 +106,11 @@ def bench(out_dir: Path, teacher: Path, config: str = DEFAULT_CONFIG, seeds: int
 
     connect(ray_address, num_cpus=cores)
     cores = cores or cluster_cpus()
-    runs = len(ARMS) * seeds
+    runs = len(ARMS) * len(seeds)
     threads = max(1, cores // runs)
     trials = [Trial(f"{arm}_s{s}", s, [f"env.num_threads={threads}", "torch_threads=1", *overrides,
                                        *arm_overrides[arm], f"total_steps={total_steps}"], {"arm": arm})
-              for arm in ARMS for s in range(seeds)]
+              for arm in ARMS for s in seeds]
     t_train = time.time()
     sweep = run_sweep("train-teacher", config, trials, out_dir, run_cpus(cores, runs), ray_address,
                       time_budget_s=train_seconds, name="kickstart")
@@ -147,7 +148,7 @@ def bench(out_dir: Path, teacher: Path, config: str = DEFAULT_CONFIG, seeds: int
             "p_value_fewer_steps": permutation_p_value(np.negative(k["steps_to_target"]["per_seed"]),
                                                        np.negative(s["steps_to_target"]["per_seed"])),
             "p_value_higher_final": permutation_p_value(k["final_success"]["per_seed"], s["final_success"]["per_seed"]),
-            "kickstart_ends_at_or_above_teacher": k["at_or_above_teacher"] == seeds,
+            "kickstart_ends_at_or_above_teacher": k["at_or_above_teacher"] == len(seeds),
         },
         "machine": {"cores": cores, "env_threads_per_run": threads, "cpus_per_run": run_cpus(cores, runs),
                     "ray_address": ray_address},
@@ -161,10 +162,11 @@ def bench(out_dir: Path, teacher: Path, config: str = DEFAULT_CONFIG, seeds: int
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="robots-ts bench kickstart", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher", required=True, help="the trained teacher run to kickstart from (e.g. /work/runs/push_v3)")
-    ap.add_argument("--out-dir", default="runs/bench_kickstart")
+    ap.add_argument("--teacher", required=True, help="the trained teacher run to kickstart from (e.g. runs/push_v3)")
+    ap.add_argument("--out", "--out-dir", dest="out_dir", default="runs/bench_kickstart",
+                    help="directory for the runs and kickstart.json")
     ap.add_argument("--config", default=DEFAULT_CONFIG)
-    ap.add_argument("--seeds", type=int, default=3, help="seeds per arm (0 .. N-1)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds, one run per arm each")
     ap.add_argument("--total-steps", type=int, default=2_000_000, help="env steps per run")
     ap.add_argument("--fraction", type=float, default=0.8, help="share of the teacher's success a run must reach")
     ap.add_argument("--teacher-episodes", type=int, default=200, help="episodes of the teacher's evaluation")
@@ -177,8 +179,8 @@ def main(argv=None) -> int:
     bad = [o for o in args.overrides if "=" not in o or o.startswith("kickstart.teachers=")]
     if bad:
         ap.error(f"overrides must be key=value other than kickstart.teachers (use --teacher), got {bad}")
-    if args.seeds < 1 or args.total_steps < 1 or not 0 < args.fraction <= 1:
-        ap.error("--seeds and --total-steps must be positive and --fraction in (0, 1]")
+    if len(set(args.seeds)) != len(args.seeds) or args.total_steps < 1 or not 0 < args.fraction <= 1:
+        ap.error("--seeds must be distinct, --total-steps positive and --fraction in (0, 1]")
     try:
         res = bench(Path(args.out_dir), Path(args.teacher), args.config, args.seeds, args.total_steps, args.fraction,
                     args.teacher_episodes, cores=args.cores, train_seconds=args.train_seconds,
@@ -191,9 +193,9 @@ def main(argv=None) -> int:
     else:
         print(f"teacher success {res['teacher']['success_rate']:.3f}; target {res['target_success']:.3f}")
         for arm, a in res["per_arm"].items():
-            print(f"{arm}: steps to target {a['steps_to_target']['mean']:.0f} ({a['reached_target']}/{args.seeds} "
+            print(f"{arm}: steps to target {a['steps_to_target']['mean']:.0f} ({a['reached_target']}/{len(args.seeds)} "
                   f"reached), final success {a['final_success']['mean']:.3f}, at or above the teacher "
-                  f"{a['at_or_above_teacher']}/{args.seeds}")
+                  f"{a['at_or_above_teacher']}/{len(args.seeds)}")
     print(f"record: {Path(args.out_dir) / 'kickstart.json'}", file=sys.stderr)
     return 0
 

@@ -247,12 +247,13 @@ def test_losses():
         distill(tiny("dagger.loss=sigma_l2"), "/nonexistent/never-written", progress=False)
 
 
+@pytest.mark.slow   # 6 Ray Tune trials, each its own process: 2-8 minutes on 2 cores
 def test_bench_compares_at_equal_label_budgets(tmp_path, capsys):
     from robots_ts.bench.distill import bench_distill, bc_epochs_matching
 
     cfg = tiny("dagger.iterations=3", "dagger.epochs=2", "dagger.steps_per_iteration=8", "dagger.eval_episodes=4",
                "dagger.final_epochs=0")
-    res = bench_distill(cfg, seeds=[0, 1, 2], out=tmp_path, bc_points=2)
+    res = bench_distill(cfg, seeds=[0, 1], out=tmp_path, bc_points=2)   # 6 trials, each its own process
     assert res["labels"] == [48, 96, 144]
     # BC is trained at DAgger's budgets (its first iteration already is BC), with matched compute.
     assert res["bc_labels"] == [96, 144]
@@ -261,11 +262,11 @@ def test_bench_compares_at_equal_label_budgets(tmp_path, capsys):
     assert bc_epochs_matching(dagger, 2) == 4                                 # (96 + 192 + 288) / 144
     bc_meta = read_jsonl(tmp_path / "bc_s1_it002" / "metrics.jsonl")
     assert [r["labels"] for r in bc_meta] == [144] and bc_meta[0]["beta"] == 1.0
-    assert len(res["dagger_success_per_seed"]) == 3 and len(res["bc_success_mean"]) == 2
+    assert len(res["dagger_success_per_seed"]) == 2 and len(res["bc_success_mean"]) == 2
     assert (tmp_path / "distill_bench.png").stat().st_size > 0
     # A rerun reuses the finished runs instead of training again.
     stamp = (tmp_path / "dagger_s0" / "metrics.jsonl").stat().st_mtime_ns
-    assert bench_distill(cfg, seeds=[0, 1, 2], out=tmp_path, bc_points=2) == res
+    assert bench_distill(cfg, seeds=[0, 1], out=tmp_path, bc_points=2) == res
     assert (tmp_path / "dagger_s0" / "metrics.jsonl").stat().st_mtime_ns == stamp
 
 
