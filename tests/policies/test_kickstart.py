@@ -3,6 +3,7 @@ for bit; the weight at every update is logged and follows its schedule, also acr
 auxiliary loss pulls the student toward its teacher; a teacher of another task or observation spec
 is refused by name before any file is written."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,3 +190,22 @@ def test_mismatched_teacher_is_refused_by_name_before_any_file(const_teacher, ot
 def test_bad_kickstart_settings_name_their_key(const_teacher, override, key):
     with pytest.raises(ConfigError, match=key):
         teacher_train.validate(ks_config(const_teacher, "kickstart.decay_steps=100", override))
+
+
+def test_a_sweep_resumes_a_kickstarted_run_given_a_relative_teacher_path(const_teacher, other_teachers, tmp_path,
+                                                                          monkeypatch):
+    from robots_ts.scale.sweep import check_resumable
+
+    config = str(Path(PUSH).resolve())
+    monkeypatch.chdir(const_teacher.parent)
+    run = tmp_path / "ks_run"
+    assert cli(["train-teacher", config, "kickstart.teachers=[const]", "--total-steps", "64", *TEACHER,
+                "--run-dir", str(run)]) == 0
+    assert load_config(TeacherConfig, run / "config.yaml").kickstart.teachers == [str(const_teacher)]
+
+    def asked(teacher):       # the trial's config as the sweep loads it, the teacher named as given
+        return load_config(TeacherConfig, config, [*TEACHER, f"kickstart.teachers=[{teacher}]"])
+
+    check_resumable("train-teacher", asked("const"), run)
+    with pytest.raises(ValueError, match="holds a run with other kickstart.teachers"):
+        check_resumable("train-teacher", asked(other_teachers["reach"]), run)
