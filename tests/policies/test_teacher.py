@@ -152,3 +152,22 @@ def test_checkpoint_loads_and_resumes_when_its_pickled_schedule_module_is_gone(t
     assert json.loads(capsys.readouterr().out)["episodes"] == 4
     assert cli(["train-teacher", "--resume", str(run), "--total-steps", "512"]) == 0
     assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] >= 512
+
+
+def test_learning_without_tensorboard_leaves_no_sb3_folder_in_the_temporary_directory(tmp_path, monkeypatch):
+    import tempfile
+
+    from robots_ts.config import load_config
+    from robots_ts.envs import make_batched_env
+    from robots_ts.policies.teacher.config import TeacherConfig
+    from robots_ts.policies.teacher.train import make_model, normalized
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    cfg = load_config(TeacherConfig, "configs/teacher/reach.yaml", TINY)
+    venv = normalized(make_batched_env(cfg.env, seed=0), cfg)
+    model = make_model(cfg, venv)
+    model.learn(2 * cfg.ppo.n_steps * cfg.env.num_envs)
+    venv.close()
+    assert model.num_timesteps == 2 * cfg.ppo.n_steps * cfg.env.num_envs
+    assert [p.name for p in tmp_path.glob("SB3-*")] == []

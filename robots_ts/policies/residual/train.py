@@ -89,11 +89,12 @@ def policy_kwargs(cfg: ResidualConfig, groups) -> dict:
 def make_model(cfg: ResidualConfig, venv, tensorboard_log: str | None = None, policy=ResidualActorCriticPolicy,
                kwargs: dict | None = None) -> PPO:
     p = cfg.ppo
-    return PPO(policy, venv, learning_rate=teacher_train.learning_rate(p), n_steps=p.n_steps,
-               batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda,
-               clip_range=p.clip_range, ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
-               target_kl=p.target_kl or None, seed=cfg.seed, device=cfg.device, verbose=0,
-               tensorboard_log=tensorboard_log, policy_kwargs=kwargs or policy_kwargs(cfg, cfg.env.obs_groups))
+    model = PPO(policy, venv, learning_rate=teacher_train.learning_rate(p), n_steps=p.n_steps,
+                batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda,
+                clip_range=p.clip_range, ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
+                target_kl=p.target_kl or None, seed=cfg.seed, device=cfg.device, verbose=0,
+                tensorboard_log=tensorboard_log, policy_kwargs=kwargs or policy_kwargs(cfg, cfg.env.obs_groups))
+    return teacher_train.in_memory_logger(model, tensorboard_log)
 
 
 def make_finetune_model(cfg: ResidualConfig, venv, base, tensorboard_log: str | None = None) -> PPO:

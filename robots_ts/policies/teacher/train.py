@@ -125,13 +125,24 @@ def make_model(cfg: TeacherConfig, venv, tensorboard_log: str | None = None, cls
     """SB3 PPO (or a subclass, ``cls``) with the config's hyperparameters on any (normalized) VecEnv."""
     p = cfg.ppo
     lr = learning_rate(p)
-    return cls("MultiInputPolicy", venv, learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size,
+    return in_memory_logger(cls("MultiInputPolicy", venv, learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size,
                n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
                ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
                target_kl=p.target_kl or None, seed=cfg.seed, device=cfg.device, verbose=0,
                tensorboard_log=tensorboard_log,
                policy_kwargs=dict(net_arch=dict(pi=list(p.net_arch), vf=list(p.net_arch)),
-                                  activation_fn=ACTIVATIONS[p.activation], log_std_init=p.log_std_init))
+                                  activation_fn=ACTIVATIONS[p.activation], log_std_init=p.log_std_init)),
+                            tensorboard_log)
+
+
+def in_memory_logger(model, tensorboard_log: str | None):
+    """``model``, logging in memory when it has no TensorBoard directory: SB3 would otherwise create an
+    empty ``SB3-<time>`` folder in the temporary directory at every ``learn()``."""
+    if tensorboard_log is None:
+        from stable_baselines3.common.logger import Logger
+
+        model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def build(cfg: TeacherConfig, run_dir: Path):
