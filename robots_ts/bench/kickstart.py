@@ -17,6 +17,13 @@ Steps:
    reached 0 (does the student keep improving on its own?). Per arm their mean, std and per-seed
    values (a run that never reaches the threshold counts as its whole budget in the means, and is
    reported as ``null``), and exact one-sided permutation tests over the seeds.
+4. **Held out**: every run's last checkpoint (``latest``) on the teacher's own episodes (the same
+   count and evaluation seed, so ``robots-ts evaluate RUN --checkpoint latest --episodes N --seed S``
+   gives the same number), the end-against-teacher comparison that does not rest on a 64-episode
+   evaluation; cached per run and step.
+
+Writes ``kickstart.json`` and ``kickstart.png`` (every run's evaluation curve against the teacher's
+success, the target and the step where the weight reaches 0) in the output directory.
 """
 from __future__ import annotations
 
@@ -61,6 +68,60 @@ def evaluations(run_dir: Path) -> list[tuple[int, float]]:
     path = Path(run_dir) / "metrics.jsonl"
     recs = read_jsonl(path) if path.exists() else []
     return [(int(r["steps"]), float(r["eval_success_rate"])) for r in recs if "eval_success_rate" in r]
+
+
+def held_out_success(run_dir: Path, episodes: int, seed: int) -> dict:
+    """A run's last checkpoint on ``episodes`` episodes from evaluation seed ``seed`` (the teacher's
+    held-out episodes), cached in the run directory for the checkpoint's step."""
+    from robots_ts.evaluate import rollout_policy
+    from robots_ts.policies.teacher.load import load_teacher
+    from robots_ts.runs import atomic_write_text
+
+    run_dir = Path(run_dir)
+    step = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"]
+    path = run_dir / f"heldout_latest_{episodes}ep_seed{seed}.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if cached.get("step") == step:
+            return cached
+    t = time.time()
+    policy = load_teacher(run_dir, "latest")
+    res = rollout_policy(policy, policy.env_cfg, episodes=episodes, seed=seed, num_envs=16)
+    out = {"step": step, "episodes": episodes, "seed": seed, "success_rate": res["success_rate"],
+           "success_ci95": res.get("success_ci95"), "wall_s": round(time.time() - t, 1)}
+    atomic_write_text(path, json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def plot(res: dict, path: Path) -> Path:
+    """Every run's evaluation curve, kickstarted and from scratch, against the teacher's success."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"kickstart": "tab:orange", "scratch": "tab:blue"}
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for name, r in sorted(res["per_run"].items()):
+        if r["curve"]:
+            steps, success = zip(*r["curve"])
+            ax.plot(np.asarray(steps) / 1e6, success, color=colours[r["arm"]], lw=1.4,
+                    label=f"{r['arm']} (seeds {', '.join(str(x) for x in res['seeds'])})"
+                    if r["seed"] == res["seeds"][0] else None)
+    ax.axhline(res["teacher"]["success_rate"], color="k", lw=1, label=f"teacher {res['teacher']['success_rate']:.3f}")
+    ax.axhline(res["target_success"], color="k", ls=":", lw=1,
+               label=f"{res['target_fraction']:.0%} of the teacher")
+    if res["kickstart"]["decay_steps"]:
+        ax.axvline(res["kickstart"]["decay_steps"] / 1e6, color="tab:orange", ls="--", lw=1, label="weight reaches 0")
+    ax.set_xlabel("env steps (millions)")
+    ax.set_ylabel(f"evaluation success ({res['eval_episodes_during_training']} episodes)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"Kickstarted PPO vs PPO from scratch on {res['task']}", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def run_result(evals: list[tuple[int, float]], target: float, teacher: float, zero_step: int | None) -> dict:
@@ -122,10 +183,17 @@ def bench(out_dir: Path, teacher: Path, config: str = DEFAULT_CONFIG, seeds: lis
     per_run = {t.name: {"arm": t.grid["arm"], "seed": t.seed, "end_state": states.get(t.name),
                         **run_result(evaluations(out_dir / t.name), target, reference["success_rate"],
                                      zero if t.grid["arm"] == "kickstart" else None)} for t in trials}
+    for t in trials:     # the last checkpoint on the teacher's own held-out episodes
+        if (out_dir / t.name / "checkpoints" / "latest.json").exists():
+            held = held_out_success(out_dir / t.name, teacher_episodes, eval_seed)
+            per_run[t.name]["held_out"] = {**held, "at_or_above_teacher": held["success_rate"] >= reference["success_rate"]}
     per_arm = {}
     for arm in ARMS:
         mine = [r for r in per_run.values() if r["arm"] == arm]
+        held = [r["held_out"] for r in mine if "held_out" in r]
         per_arm[arm] = {
+            "held_out_final_success": _summary([h["success_rate"] for h in held]) if held else None,
+            "held_out_at_or_above_teacher": sum(h["at_or_above_teacher"] for h in held),
             # never reaching the target counts as the whole budget (the mean is then a lower bound)
             "steps_to_target": _summary([r["steps_to_target"] or total_steps for r in mine]),
             "reached_target": sum(r["steps_to_target"] is not None for r in mine),
@@ -136,7 +204,7 @@ def bench(out_dir: Path, teacher: Path, config: str = DEFAULT_CONFIG, seeds: lis
     res = {
         "benchmark": "kickstart", "task": cfg.env.task, "config": config, "overrides": overrides,
         "teacher": reference, "target_fraction": fraction, "target_success": target, "seeds": seeds,
-        "total_steps": total_steps, "kickstart": {"weight": cfg.kickstart.weight, "schedule": cfg.kickstart.schedule,
+        "total_steps": total_steps, "eval_episodes_during_training": cfg.eval_episodes, "kickstart": {"weight": cfg.kickstart.weight, "schedule": cfg.kickstart.schedule,
                                                   "decay_steps": cfg.kickstart.decay_steps,
                                                   "half_life": cfg.kickstart.half_life, "loss": cfg.kickstart.loss},
         "per_arm": per_arm, "per_run": per_run,
@@ -149,6 +217,10 @@ def bench(out_dir: Path, teacher: Path, config: str = DEFAULT_CONFIG, seeds: lis
                                                        np.negative(s["steps_to_target"]["per_seed"])),
             "p_value_higher_final": permutation_p_value(k["final_success"]["per_seed"], s["final_success"]["per_seed"]),
             "kickstart_ends_at_or_above_teacher": k["at_or_above_teacher"] == len(seeds),
+            "kickstart_ends_at_or_above_teacher_held_out": k["held_out_at_or_above_teacher"] == len(seeds),
+            "p_value_higher_final_held_out": (permutation_p_value(k["held_out_final_success"]["per_seed"],
+                                                                  s["held_out_final_success"]["per_seed"])
+                                              if k["held_out_final_success"] and s["held_out_final_success"] else None),
         },
         "machine": {"cores": cores, "env_threads_per_run": threads, "cpus_per_run": run_cpus(cores, runs),
                     "ray_address": ray_address},
@@ -156,6 +228,7 @@ def bench(out_dir: Path, teacher: Path, config: str = DEFAULT_CONFIG, seeds: lis
         "wall_s": {"teacher_eval": reference["wall_s"], "train": round(train_wall, 1), "total": round(time.time() - t0, 1)},
     }
     atomic_write_text(out_dir / "kickstart.json", json.dumps(res, indent=1) + "\n")
+    plot(res, out_dir / "kickstart.png")
     return res
 
 
@@ -196,7 +269,12 @@ def main(argv=None) -> int:
             print(f"{arm}: steps to target {a['steps_to_target']['mean']:.0f} ({a['reached_target']}/{len(args.seeds)} "
                   f"reached), final success {a['final_success']['mean']:.3f}, at or above the teacher "
                   f"{a['at_or_above_teacher']}/{len(args.seeds)}")
-    print(f"record: {Path(args.out_dir) / 'kickstart.json'}", file=sys.stderr)
+            if a["held_out_final_success"]:
+                print(f"  held out ({res['teacher']['episodes']} episodes): final success "
+                      f"{a['held_out_final_success']['mean']:.3f}, at or above the teacher "
+                      f"{a['held_out_at_or_above_teacher']}/{len(args.seeds)}")
+    print(f"record: {Path(args.out_dir) / 'kickstart.json'}, plot: {Path(args.out_dir) / 'kickstart.png'}",
+          file=sys.stderr)
     return 0
 
 
