@@ -41,24 +41,40 @@ DEFAULT_CONFIG = "configs/teacher/push_kickstart.yaml"
 ARMS = ("kickstart", "scratch")
 
 
-def teacher_success(teacher_run: Path, out_dir: Path, episodes: int, seed: int) -> dict:
-    """Success of the teacher's ``best`` checkpoint on its own task (cached per teacher and budget)."""
+def cached_success(run_dir: Path, checkpoint: str, episodes: int, seed: int, path: Path, identity: dict) -> dict:
+    """Success of a run's ``checkpoint`` on ``episodes`` episodes from evaluation seed ``seed``, cached
+    in ``path`` for as long as the cache's ``identity`` fields (which run, which step) still hold."""
     from robots_ts.evaluate import rollout_policy
     from robots_ts.policies.teacher.load import load_teacher
     from robots_ts.runs import atomic_write_text
 
-    path = out_dir / f"teacher_success_{episodes}ep_seed{seed}.json"
     if path.exists():
         cached = json.loads(path.read_text())
-        if cached.get("teacher") == str(teacher_run):
+        if all(cached.get(k) == v for k, v in identity.items()):
             return cached
     t = time.time()
-    teacher = load_teacher(teacher_run, "best")
-    res = rollout_policy(teacher, teacher.env_cfg, episodes=episodes, seed=seed, num_envs=16)
-    out = {"teacher": str(teacher_run), "checkpoint": str(teacher.checkpoint), "episodes": episodes,
-           "success_rate": res["success_rate"], "success_ci95": res.get("success_ci95"), "wall_s": round(time.time() - t, 1)}
+    policy = load_teacher(run_dir, checkpoint)
+    res = rollout_policy(policy, policy.env_cfg, episodes=episodes, seed=seed, num_envs=16)
+    out = {**identity, "checkpoint": str(policy.checkpoint), "episodes": episodes, "seed": seed,
+           "success_rate": res["success_rate"], "success_ci95": res.get("success_ci95"),
+           "wall_s": round(time.time() - t, 1)}
     atomic_write_text(path, json.dumps(out, indent=1) + "\n")
     return out
+
+
+def teacher_success(teacher_run: Path, out_dir: Path, episodes: int, seed: int) -> dict:
+    """Success of the teacher's ``best`` checkpoint on its own task (cached per teacher and budget)."""
+    return cached_success(teacher_run, "best", episodes, seed, out_dir / f"teacher_success_{episodes}ep_seed{seed}.json",
+                          {"teacher": str(teacher_run)})
+
+
+def held_out_success(run_dir: Path, episodes: int, seed: int) -> dict:
+    """A run's last checkpoint on ``episodes`` episodes from evaluation seed ``seed`` (the teacher's
+    held-out episodes), cached in the run directory for the checkpoint's step."""
+    run_dir = Path(run_dir)
+    step = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"]
+    return cached_success(run_dir, "latest", episodes, seed, run_dir / f"heldout_latest_{episodes}ep_seed{seed}.json",
+                          {"step": step})
 
 
 def evaluations(run_dir: Path) -> list[tuple[int, float]]:
@@ -68,29 +84,6 @@ def evaluations(run_dir: Path) -> list[tuple[int, float]]:
     path = Path(run_dir) / "metrics.jsonl"
     recs = read_jsonl(path) if path.exists() else []
     return [(int(r["steps"]), float(r["eval_success_rate"])) for r in recs if "eval_success_rate" in r]
-
-
-def held_out_success(run_dir: Path, episodes: int, seed: int) -> dict:
-    """A run's last checkpoint on ``episodes`` episodes from evaluation seed ``seed`` (the teacher's
-    held-out episodes), cached in the run directory for the checkpoint's step."""
-    from robots_ts.evaluate import rollout_policy
-    from robots_ts.policies.teacher.load import load_teacher
-    from robots_ts.runs import atomic_write_text
-
-    run_dir = Path(run_dir)
-    step = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"]
-    path = run_dir / f"heldout_latest_{episodes}ep_seed{seed}.json"
-    if path.exists():
-        cached = json.loads(path.read_text())
-        if cached.get("step") == step:
-            return cached
-    t = time.time()
-    policy = load_teacher(run_dir, "latest")
-    res = rollout_policy(policy, policy.env_cfg, episodes=episodes, seed=seed, num_envs=16)
-    out = {"step": step, "episodes": episodes, "seed": seed, "success_rate": res["success_rate"],
-           "success_ci95": res.get("success_ci95"), "wall_s": round(time.time() - t, 1)}
-    atomic_write_text(path, json.dumps(out, indent=1) + "\n")
-    return out
 
 
 def plot(res: dict, path: Path) -> Path:
