@@ -197,9 +197,10 @@ def bench(out_dir: Path, teacher: Path, config: str = DEFAULT_CONFIG, seeds: lis
     res = {
         "benchmark": "kickstart", "task": cfg.env.task, "config": config, "overrides": overrides,
         "teacher": reference, "target_fraction": fraction, "target_success": target, "seeds": seeds,
-        "total_steps": total_steps, "eval_episodes_during_training": cfg.eval_episodes, "kickstart": {"weight": cfg.kickstart.weight, "schedule": cfg.kickstart.schedule,
-                                                  "decay_steps": cfg.kickstart.decay_steps,
-                                                  "half_life": cfg.kickstart.half_life, "loss": cfg.kickstart.loss},
+        "total_steps": total_steps, "eval_episodes_during_training": cfg.eval_episodes,
+        "kickstart": {"weight": cfg.kickstart.weight, "schedule": cfg.kickstart.schedule,
+                      "decay_steps": cfg.kickstart.decay_steps, "half_life": cfg.kickstart.half_life,
+                      "loss": cfg.kickstart.loss},
         "per_arm": per_arm, "per_run": per_run,
         "comparison": {
             "kickstart_reaches_target_in_fewer_steps": bool(k["steps_to_target"]["mean"] < s["steps_to_target"]["mean"]),

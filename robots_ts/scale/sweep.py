@@ -176,15 +176,15 @@ def check_resumable(command: str, cfg, run_dir: Path) -> None:
         return
     from robots_ts.config import load_run_config, to_dict
 
+    if command == "train-teacher":   # the warm start and kickstart teachers as the run records them
+        from robots_ts.policies.teacher.train import recorded_paths
+
+        cfg = recorded_paths(cfg)
     want = to_dict(cfg)
     if command == "distill" and want["teacher"] not in ("scripted", ""):   # distill records the teacher's full path
         want["teacher"] = str(Path(want["teacher"]).resolve())
     if command == "distill":     # and each teacher's of a multi-teacher run
         want["teachers"] = {t: r if r == "scripted" else str(Path(r).resolve()) for t, r in want["teachers"].items()}
-    if command == "train-teacher":   # train-teacher records its warm start and kickstart teachers as full paths
-        if want.get("init"):
-            want["init"] = str(Path(want["init"]).resolve())
-        want["kickstart"]["teachers"] = [str(Path(t).resolve()) for t in want["kickstart"]["teachers"]]
     had, want = _flat(to_dict(load_run_config(type(cfg), path, require_checksum=False))), _flat(want)
     differ = sorted(k for k in set(had) | set(want)
                     if had.get(k) != want.get(k) and k not in RESUMABLE_CHANGES[command])

@@ -125,14 +125,14 @@ def make_model(cfg: TeacherConfig, venv, tensorboard_log: str | None = None, cls
     """SB3 PPO (or a subclass, ``cls``) with the config's hyperparameters on any (normalized) VecEnv."""
     p = cfg.ppo
     lr = learning_rate(p)
-    return in_memory_logger(cls("MultiInputPolicy", venv, learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size,
-               n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
-               ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
-               target_kl=p.target_kl or None, seed=cfg.seed, device=cfg.device, verbose=0,
-               tensorboard_log=tensorboard_log,
-               policy_kwargs=dict(net_arch=dict(pi=list(p.net_arch), vf=list(p.net_arch)),
-                                  activation_fn=ACTIVATIONS[p.activation], log_std_init=p.log_std_init)),
-                            tensorboard_log)
+    model = cls("MultiInputPolicy", venv, learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size,
+                n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
+                ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
+                target_kl=p.target_kl or None, seed=cfg.seed, device=cfg.device, verbose=0,
+                tensorboard_log=tensorboard_log,
+                policy_kwargs=dict(net_arch=dict(pi=list(p.net_arch), vf=list(p.net_arch)),
+                                   activation_fn=ACTIVATIONS[p.activation], log_std_init=p.log_std_init))
+    return in_memory_logger(model, tensorboard_log)
 
 
 def in_memory_logger(model, tensorboard_log: str | None):
@@ -413,6 +413,17 @@ def prepare_resume(run_dir: Path, total_steps: int | None = None,
     return cfg, point, changed
 
 
+def recorded_paths(cfg: TeacherConfig) -> TeacherConfig:
+    """``cfg`` as its run's config.yaml records it: the warm start and kickstart teacher runs as full paths."""
+    if cfg.init:
+        cfg = replace(cfg, init=str(Path(cfg.init).resolve()))
+    if cfg.kickstart.teachers:
+        from robots_ts.policies.teacher.kickstart_run import resolve_teachers
+
+        cfg = resolve_teachers(cfg)
+    return cfg
+
+
 def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None = None, resume: bool = False,
                   total_steps: int | None = None, runner: Runner | None = None) -> Path:
     """Train (or, with ``resume``, continue) a teacher; returns the run directory.
@@ -432,11 +443,7 @@ def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None =
             from robots_ts.policies.teacher.warm_start import check_init
 
             check_init(cfg)
-            cfg = replace(cfg, init=str(Path(cfg.init).resolve()))
-        if cfg.kickstart.teachers:
-            from robots_ts.policies.teacher.kickstart_run import resolve_teachers
-
-            cfg = resolve_teachers(cfg)
+        cfg = recorded_paths(cfg)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     ck_dir = run_dir / "checkpoints"
