@@ -12,7 +12,11 @@ The worlds of the teacher config (state observations) are stepped under random a
 - ``one_actor``: the cost of the Ray path with one actor against the in-process env on one thread,
   measured interleaved (alternating blocks, the order flipped every pair) so both see the same
   machine: the median of the per-pair ratios, and ``cost = 1 - ratio``; the same for PPO
-  (``ppo_ratio``: alternating ``learn`` calls of ``--ppo-block-steps`` steps on two models);
+  (``ppo_ratio``: alternating ``learn`` calls of ``--ppo-block-steps`` steps on two models).
+  The measured pairs start once Ray has settled: a new local instance starts its idle worker
+  processes and registers them for several seconds after ``ray.init`` returns, on the same cores.
+  Unmeasured pairs are stepped until ``--settle-s`` seconds have passed since the instance was
+  started (or joined), and at least ``--warmup-pairs`` of them; ``warmup`` records their ratios;
 - ``ppo_steps_per_s``: PPO (the config's hyperparameters, one torch thread) learning on the
   in-process env and on each K actors, ``--ppo-steps`` steps each after one warm-up rollout;
 - ``ray_start_s``: how long starting the local Ray instance (or joining the cluster) took.
@@ -69,7 +73,8 @@ def _interleaved(measure_a, measure_b, pairs: int) -> tuple[list[float], list[fl
 
 def bench_scale(config: str = DEFAULT_CONFIG, num_envs: int = 32, actors: list[int] | None = None,
                 block_steps: int = 50, blocks: int = 7, ppo_steps: int = 8192, ppo_block_steps: int = 4096,
-                ppo_pairs: int = 3, seed: int = 0, address: str | None = None, overrides: list[str] = ()) -> dict:
+                ppo_pairs: int = 5, seed: int = 0, address: str | None = None, overrides: list[str] = (),
+                settle_s: float = 30.0, warmup_pairs: int = 1) -> dict:
     import ray
     import torch
 
@@ -86,6 +91,7 @@ def bench_scale(config: str = DEFAULT_CONFIG, num_envs: int = 32, actors: list[i
                                               "torch_threads=1", f"seed={seed}", "env.ray_actors=0"])
     validate(cfg)
     started = None if ray.is_initialized() else time.perf_counter()
+    settled_at = time.perf_counter() + settle_s
     connect(address)
     ray_start_s = None if started is None else round(time.perf_counter() - started, 2)
     cpus = cluster_cpus()
@@ -109,7 +115,14 @@ def bench_scale(config: str = DEFAULT_CONFIG, num_envs: int = 32, actors: list[i
     local = warm(BatchedEnv(cfg.env, seed=seed))
     one = warm(RayVecEnv(cfg.env, seed=seed, actors=1))
     try:
-        a, b = _interleaved(lambda: _rate(local, block_steps, rng), lambda: _rate(one, block_steps, rng), blocks)
+        block_local, block_one = lambda: _rate(local, block_steps, rng), lambda: _rate(one, block_steps, rng)
+        warm_ratios, t_warm = [], time.perf_counter()
+        while len(warm_ratios) < warmup_pairs or time.perf_counter() < settled_at:
+            wa, wb = _interleaved(block_local, block_one, 1)
+            warm_ratios.append(wb[0] / wa[0])
+        out["warmup"] = {"pairs": len(warm_ratios), "seconds": round(time.perf_counter() - t_warm, 1),
+                         "settle_s": settle_s, "env_ratios": [round(x, 3) for x in warm_ratios]}
+        a, b = _interleaved(block_local, block_one, blocks)
         env_ratios = [y / x for x, y in zip(a, b)]
         out["env_steps_per_s"]["in_process_1_thread"] = round(statistics.median(a), 1)
         out["env_steps_per_s"]["ray"]["1"] = round(statistics.median(b), 1)
@@ -162,7 +175,10 @@ def main(argv=None) -> int:
     ap.add_argument("--blocks", type=int, default=7, help="blocks per measurement (medians)")
     ap.add_argument("--ppo-steps", type=int, default=8192, help="PPO steps measured per actor count")
     ap.add_argument("--ppo-block-steps", type=int, default=4096, help="PPO steps per interleaved block (one actor)")
-    ap.add_argument("--ppo-pairs", type=int, default=3, help="interleaved PPO block pairs (one actor)")
+    ap.add_argument("--ppo-pairs", type=int, default=5, help="interleaved PPO block pairs (one actor)")
+    ap.add_argument("--settle-s", type=float, default=30.0,
+                    help="unmeasured one-actor pairs until this many seconds after Ray started (default 30)")
+    ap.add_argument("--warmup-pairs", type=int, default=1, help="unmeasured one-actor pairs at least (default 1)")
     ap.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else a local instance)")
     ap.add_argument("--out", help="also write the JSON record here")
     ap.add_argument("--json", action="store_true", help="print the record as JSON")
@@ -174,13 +190,16 @@ def main(argv=None) -> int:
         actors = [int(k) for k in args.actors.split(",")] if args.actors else None
     except ValueError:
         ap.error(f"--actors: expected comma-separated integers, got {args.actors!r}")
-    for name in ("num_envs", "block_steps", "blocks", "ppo_steps", "ppo_block_steps", "ppo_pairs"):
+    if args.settle_s < 0:
+        ap.error(f"--settle-s: expected seconds >= 0, got {args.settle_s}")
+    for name in ("num_envs", "block_steps", "blocks", "ppo_steps", "ppo_block_steps", "ppo_pairs", "warmup_pairs"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
     if actors is not None and min(actors) < 1:
         ap.error(f"--actors: expected positive counts, got {args.actors!r}")
     res = bench_scale(args.config, args.num_envs, actors, args.block_steps, args.blocks, args.ppo_steps,
-                      args.ppo_block_steps, args.ppo_pairs, address=args.ray_address, overrides=args.overrides)
+                      args.ppo_block_steps, args.ppo_pairs, address=args.ray_address, overrides=args.overrides,
+                      settle_s=args.settle_s, warmup_pairs=args.warmup_pairs)
     if args.out:
         from pathlib import Path
 

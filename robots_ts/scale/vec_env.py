@@ -18,6 +18,7 @@ run's seed and the incident's number, so a restart never replays the run's first
 """
 from __future__ import annotations
 
+import pickle
 from typing import Sequence
 
 import numpy as np
@@ -183,7 +184,8 @@ class RayVecEnv(VecEnv):
                              f"{self.world.action_dim}) ({self.num_envs} worlds)")
         restart = not self.samplers.active
         # An actor restarted since the last step (lost during another call) has no episodes to step.
-        self._refs = [None if k in self.pool.revived else self.pool.submit(k, "step", a[sl], restart)
+        self._refs = [None if k in self.pool.revived
+                      else self.pool.submit(k, "step_packed", pickle.dumps((a[sl], restart), pickle.HIGHEST_PROTOCOL))
                       for k, sl in enumerate(self.pool.slices)]
 
     def step_wait(self):
@@ -196,7 +198,7 @@ class RayVecEnv(VecEnv):
                 lost.append(k)
                 continue
             try:
-                parts[k] = self.pool.get(k, ref)
+                parts[k] = pickle.loads(self.pool.get(k, ref))
             except ShardLost as exc:
                 self.pool.recover(k, "step", exc.cause)
                 lost.append(k)
