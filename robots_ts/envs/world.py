@@ -293,7 +293,15 @@ class WorldBatch:
         """Observation groups of all worlds (or of ``ids``), float32, copied: as the sensors report
         them (noise, delay) when the env randomizes them, else the simulator's values."""
         if self.randomizes_obs:
-            return {g: line.read(ids).copy() for g, line in self.obs_delay.items()}
+            out = {g: line.read(ids).copy() for g, line in self.obs_delay.items()}
+            if "proprio" in out and self.obs_delay["proprio"].active:
+                # The policy's last action and its command are the controller's own memory, not
+                # sensor readings: they are never stale (as on the robot, robots_ts.sim2real.deploy).
+                sel = slice(None) if ids is None else np.asarray(ids)
+                lay, p = self.proprio_layout, out["proprio"]
+                p[:, lay["prev_action"]] = self.prev_action[sel]
+                p[:, lay["command"]] = self.state.command[sel]
+            return out
         return self._clean_obs(ids)
 
     def _sensed(self, obs: dict[str, np.ndarray], ids=None) -> dict[str, np.ndarray]:

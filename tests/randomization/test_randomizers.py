@@ -111,10 +111,16 @@ def test_observation_delay_is_exactly_k_steps(k):
     actions = np.random.default_rng(1).uniform(-1, 1, (10, 2, 4))
     delayed = _rollout(EnvConfig(**base, randomization=RandomizationConfig(obs_delay=[k, k])), actions)
     clean = _rollout(EnvConfig(**base), actions)
+    lay = BatchedEnv(EnvConfig(**base)).world.proprio_layout
+    own = np.r_[lay["prev_action"], lay["command"]]          # the controller's memory: never stale
+    sensed = np.setdiff1d(np.arange(delayed[0]["proprio"].shape[1]), own)
     for t in range(len(clean)):
         want = clean[max(0, t - k)]   # an episode starts with its reset observation as its past
-        for g in want:
-            np.testing.assert_array_equal(delayed[t][g], want[g])
+        np.testing.assert_array_equal(delayed[t]["privileged"], want["privileged"])
+        np.testing.assert_array_equal(delayed[t]["proprio"][:, sensed], want["proprio"][:, sensed])
+        np.testing.assert_array_equal(delayed[t]["proprio"][:, own], clean[t]["proprio"][:, own])
+    # The last action is the one just sent, whatever the delay: as the deployed controller sees it.
+    np.testing.assert_array_equal(delayed[3]["proprio"][:, lay["prev_action"]], actions[2].astype(np.float32))
 
 
 def test_proprio_noise_and_bias():
