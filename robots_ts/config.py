@@ -149,6 +149,8 @@ class EnvConfig:
     ray_actors: int = 0               # 0: the worlds step in this process; K: split over K Ray actors for
                                       # training rollouts (robots_ts.scale; evaluations stay in-process)
     init_noise: float = 0.02          # radians of uniform noise on the home joint pose at reset
+    action_history: int = 4           # actions in the `history` group (the last ones sent, newest first),
+                                      # for a policy that acts through latency; read only with that group
     depth: DepthConfig = field(default_factory=DepthConfig)
     points: PointsConfig = field(default_factory=PointsConfig)
     params: dict[str, list[float]] = field(default_factory=dict)       # bounds overrides by name

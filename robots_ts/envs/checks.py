@@ -59,6 +59,7 @@ def check_env_config(cfg: EnvConfig, prefix: str = "env.") -> None:
     _positive(f"{k}episode_steps", cfg.episode_steps, integer=True, allow_zero=True)
     _positive(f"{k}num_threads", cfg.num_threads, integer=True, allow_zero=True)
     _positive(f"{k}init_noise", cfg.init_noise, allow_zero=True)
+    _positive(f"{k}action_history", cfg.action_history, integer=True)
     task = TASKS[cfg.task]
     try:
         task.params.with_bounds(cfg.params)

@@ -22,7 +22,9 @@ from robots_ts.robot.description import panda
 from robots_ts.envs.backends.backend import ImageRequest, StateBatch, make_backend
 from robots_ts.envs.backends.scene import WorldEdit, camera
 
-OBS_GROUPS = ("proprio", "privileged", "depth", "points")
+# history: the last env.action_history actions the policy sent, newest first (the controller's own
+# memory, so never delayed): what a policy needs to act through action and observation latency.
+OBS_GROUPS = ("proprio", "privileged", "depth", "points", "history")
 
 
 def resolve_task(name: str):
@@ -63,6 +65,7 @@ class WorldBatch:
         self.q_target = np.tile(self.arm.home, (n, 1))
         self.diverged = np.zeros(n, dtype=bool)
         self.prev_action = np.zeros((n, self.action_dim))
+        self.history = np.zeros((n, int(cfg.action_history), self.action_dim)) if "history" in self.groups else None
         self.t = np.zeros(n, dtype=np.int64)
         self.episode_edits: list[list] = [[] for _ in range(n)]   # each world's world edits this episode
         self._init_sensors()
@@ -86,6 +89,8 @@ class WorldBatch:
             d["depth"] = spaces.Box(low, c.far, (1, c.height, c.width), np.float32)
         if "points" in self.groups:
             d["points"] = spaces.Box(-np.inf, np.inf, (self.cfg.points.num_points, 3), np.float32)
+        if "history" in self.groups:
+            d["history"] = spaces.Box(-1.0, 1.0, (int(self.cfg.action_history) * self.action_dim,), np.float32)
         return spaces.Dict(d)
 
     def _image_requests(self) -> dict[str, ImageRequest]:
@@ -182,6 +187,8 @@ class WorldBatch:
         self.q_target[ids] = q_arm
         self.prev_action[ids] = 0.0
         self.prev_action[ids, -1] = 1.0
+        if self.history is not None:       # an episode starts from a settled past: the reset action
+            self.history[ids] = self.prev_action[ids][:, None]
         self.t[ids] = 0
         self.diverged[ids] = False
         self.state.finger[:] = self.state.qpos[:, self.arm.finger_qpos_idx]
@@ -274,6 +281,9 @@ class WorldBatch:
         terms["action_rate"] = np.square(a - self.prev_action).sum(axis=1)
         reward = sum(self.reward_scales[k] * v for k, v in terms.items())
         self.prev_action = a
+        if self.history is not None:
+            self.history[:, 1:] = self.history[:, :-1]
+            self.history[:, 0] = a
         success = self.task.success(s)
         if self.diverged.any():
             # The backend put the world back: nothing about its state is the policy's doing.
@@ -294,13 +304,15 @@ class WorldBatch:
         them (noise, delay) when the env randomizes them, else the simulator's values."""
         if self.randomizes_obs:
             out = {g: line.read(ids).copy() for g, line in self.obs_delay.items()}
+            # The actions the policy sent and its command are the controller's own memory, not
+            # sensor readings: they are never stale (as on the robot, robots_ts.sim2real.deploy).
+            sel = slice(None) if ids is None else np.asarray(ids)
             if "proprio" in out and self.obs_delay["proprio"].active:
-                # The policy's last action and its command are the controller's own memory, not
-                # sensor readings: they are never stale (as on the robot, robots_ts.sim2real.deploy).
-                sel = slice(None) if ids is None else np.asarray(ids)
                 lay, p = self.proprio_layout, out["proprio"]
                 p[:, lay["prev_action"]] = self.prev_action[sel]
                 p[:, lay["command"]] = self.state.command[sel]
+            if "history" in out:
+                out["history"] = self._history(sel)
             return out
         return self._clean_obs(ids)
 
@@ -340,7 +352,13 @@ class WorldBatch:
             out["depth"] = self.depth[sel].copy()
         if self.points is not None:
             out["points"] = self.points[sel].copy()
+        if self.history is not None:
+            out["history"] = self._history(sel)
         return out
+
+    def _history(self, sel) -> np.ndarray:
+        h = self.history[sel]
+        return h.reshape(len(h), -1).astype(np.float32)
 
     def close(self) -> None:
         self.backend.close()

@@ -108,6 +108,9 @@ def validate(cfg: StudentConfig) -> None:
     if "privileged" in groups:
         raise ValueError("env.obs_groups: a student must not read 'privileged' (that is the teacher's); "
                          f"got {groups}")
+    if "history" in groups:
+        raise ValueError("env.obs_groups: students do not read 'history' (their networks and the robot runtime "
+                         f"take proprio, the sensor and task); got {groups}")
     if s.encoder not in groups or "proprio" not in groups:
         raise ValueError(f"env.obs_groups: a {s.encoder} student reads ['proprio', '{s.encoder}'], got {groups}")
     for key in ("iterations", "steps_per_iteration", "epochs", "batch_size", "seq_len", "eval_episodes",

@@ -81,6 +81,11 @@ def observation_groups(env_cfg: EnvConfig, shapes: dict[str, list[int]]) -> dict
             out[name] = GroupSpec(name, shape, "float32", "task-defined", BASE_FRAME,
                                   f"simulator-only state of the {env_cfg.task} task (a teacher's input; a "
                                   "real robot has to estimate it)")
+        elif name == "history":
+            out[name] = GroupSpec(name, shape, "float32", "action units [-1, 1]", BASE_FRAME,
+                                  f"the last {env_cfg.action_history} actions the policy sent, newest first, "
+                                  "flattened (clipped, before any delay or noise; the reset action at an "
+                                  "episode start)")
         else:
             raise ValueError(f"no manifest description for observation group {name!r}")
     return out
