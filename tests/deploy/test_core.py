@@ -29,14 +29,17 @@ from robots_ts.sim2real.export.onnx_policy import OnnxPolicy
 
 SMALL = dict(cnn_channels=[4, 8], cnn_kernels=[3, 3], cnn_strides=[2, 2], point_mlp=[16, 32], feature_dim=16,
              proprio_mlp=[16], head_mlp=[32])
-# name -> task, encoder, control, GRU size
-SPECS = {"reach_depth": ("Reach", "depth", "ee", 0), "push_depth_joint": ("Push", "depth", "joint", 0),
-         "reach_depth_gru": ("Reach", "depth", "ee", 8), "reach_points": ("Reach", "points", "ee", 0)}
+# name -> task, encoder, control, GRU size, reads the `history` group (the last actions sent)
+SPECS = {"reach_depth": ("Reach", "depth", "ee", 0, False), "push_depth_joint": ("Push", "depth", "joint", 0, False),
+         "reach_depth_gru": ("Reach", "depth", "ee", 8, False), "reach_points": ("Reach", "points", "ee", 0, False),
+         "reach_with_history": ("Reach", "depth", "ee", 0, True)}
 _EXPORTS: dict = {}
 
 
-def env_config(task: str, encoder: str, control: str) -> EnvConfig:
-    return EnvConfig(task=task, num_envs=1, control=control, obs_groups=["proprio", encoder], num_threads=1,
+def env_config(task: str, encoder: str, control: str, history: bool = False) -> EnvConfig:
+    # action_history 3: the runtime must take K from the manifest, not assume the default 4.
+    return EnvConfig(task=task, num_envs=1, control=control, num_threads=1, action_history=3,
+                     obs_groups=["proprio", encoder, *(["history"] if history else [])],
                      depth=DepthConfig(width=16, height=12), points=PointsConfig(num_points=64, width=32, height=24))
 
 
@@ -46,14 +49,14 @@ def export_for(tmp_path_factory, name: str):
 
     if name in _EXPORTS:
         return _EXPORTS[name]
-    task, encoder, control, gru = SPECS[name]
+    task, encoder, control, gru, history = SPECS[name]
     seed = sorted(SPECS).index(name)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    env = env_config(task, encoder, control)
+    env = env_config(task, encoder, control, history)
     w = WorldBatch(env)
     p_dim, a_dim = w.proprio_layout.dim, w.action_dim
-    spec = {"proprio": [p_dim], encoder: list(w.observation_space[encoder].shape)}
+    spec = {g: list(w.observation_space[g].shape) for g in env.obs_groups}
     w.close()
     model = Student(StudentNetConfig(encoder=encoder, gru_hidden=gru, depth_norm="pixel", **SMALL), spec, a_dim,
                     (env.depth.near, env.depth.far))
@@ -65,7 +68,7 @@ def export_for(tmp_path_factory, name: str):
         norm["points_mean"], norm["points_std"] = [0.5, 0.0, 0.2], [0.2, 0.3, 0.15]
     model.set_normalization(norm)
     run = tmp_path_factory.mktemp(f"run_{name}")
-    write_run_meta(run, "student", task=task, backend="mujoco", encoder=encoder, obs_groups=["proprio", encoder])
+    write_run_meta(run, "student", task=task, backend="mujoco", encoder=encoder, obs_groups=list(env.obs_groups))
     save_student(model, run / "checkpoints" / "iter_0000", env, iteration=0)
     atomic_write_json(run / "checkpoints" / "latest.json", {"name": "iter_0000", "iteration": 0})
     _EXPORTS[name] = export_run(run, "onnx", tmp_path_factory.mktemp(f"export_{name}"))
@@ -182,11 +185,11 @@ def test_tcp_kinematics_equal_the_urdf_reference_and_run_once_per_joint_state(tm
 
 @pytest.mark.parametrize("name,encoding", [("reach_depth", "16UC1"), ("reach_depth", "32FC1"),
                                            ("push_depth_joint", "32FC1"), ("reach_depth_gru", "16UC1"),
-                                           ("reach_points", "32FC1")])
+                                           ("reach_points", "32FC1"), ("reach_with_history", "32FC1")])
 def test_observations_and_targets_match_the_env(tmp_path_factory, name, encoding):
     export = export_for(tmp_path_factory, name)
-    task, encoder, control, _ = SPECS[name]
-    w = WorldBatch(env_config(task, encoder, control), seed=5)
+    task, encoder, control, _, history = SPECS[name]
+    w = WorldBatch(env_config(task, encoder, control, history), seed=5)
     snaps = []
     if encoder == "points":   # the runtime subsamples with the generator state the env's maker had
         post = w._post
@@ -207,6 +210,9 @@ def test_observations_and_targets_match_the_env(tmp_path_factory, name, encoding
             got = cmd.obs
             assert not cmd.interventions, cmd.interventions
             np.testing.assert_allclose(got["proprio"], want["proprio"], rtol=0, atol=2e-6)
+            assert sorted(got) == sorted(want)
+            if history:
+                np.testing.assert_array_equal(got["history"], want["history"])
             if encoder == "depth":
                 if encoding == "32FC1":
                     np.testing.assert_array_equal(got["depth"], want["depth"])
@@ -220,6 +226,56 @@ def test_observations_and_targets_match_the_env(tmp_path_factory, name, encoding
             np.testing.assert_allclose(cmd.positions, w.q_target[0], rtol=0, atol=1e-6)
             clock.t += rt.period
         assert rt.counters["nan"] == 0 and rt.counters["velocity_limit"] == 0
+    finally:
+        w.close()
+
+
+class NonFinite:
+    """Stands in for the network: an action with a NaN in it (the runtime must not count it as sent)."""
+
+    def act(self, obs):
+        return np.array([[0.5, np.nan, -0.5, 1.0]], np.float32)
+
+    def reset(self, done):
+        pass
+
+
+def test_history_follows_the_env_over_an_episode_start_and_skips_non_finite_actions(tmp_path_factory):
+    """A history student's ``history`` is the env's at every tick, before and after a new episode
+    (the reset action in every row again), its width (3 actions) taken from the manifest; an action
+    with a NaN is not entered, as it never becomes the previous action."""
+    export = export_for(tmp_path_factory, "reach_with_history")
+    w = WorldBatch(env_config("Reach", "depth", "ee", history=True), seed=6)
+    try:
+        w.reset_worlds([0])
+        clock = FakeClock()
+        rt = live_runtime(export, clock)
+        rng = np.random.default_rng(2)
+        seen = []
+        for k in range(10):
+            if k == 5:                 # the task is reset: a new episode on both sides
+                w.reset_worlds([0])
+                rt.new_episode()
+            feed(rt, w, rng)
+            cmd = rt.tick()
+            assert not cmd.held
+            np.testing.assert_array_equal(cmd.obs["history"], w.observe()["history"])
+            seen.append(cmd.obs["history"][0].copy())
+            w.step(cmd.action[None])
+            clock.t += rt.period
+        reset_rows = np.tile(rt.prev_action_reset, 3).astype(np.float32)
+        assert seen[0].shape == (12,)
+        np.testing.assert_array_equal(seen[0], reset_rows)
+        assert not np.array_equal(seen[4], reset_rows)          # it moved during the first episode ...
+        np.testing.assert_array_equal(seen[5], reset_rows)      # ... and starts over with the next
+        np.testing.assert_array_equal(seen[9][:4], rt.history[1])   # newest first: row 0 is the last sent
+        before = rt.history.copy()
+        rt.policy = NonFinite()
+        feed(rt, w, rng)
+        cmd = rt.tick()
+        assert "nan" in cmd.interventions
+        np.testing.assert_array_equal(rt.history, before)
+        np.testing.assert_array_equal(cmd.obs["history"][0], before.reshape(-1).astype(np.float32))
     finally:
         w.close()
 
@@ -255,15 +311,16 @@ def test_points_from_a_base_frame_cloud_match_the_env(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name,encoding", [("reach_depth", "32FC1"), ("reach_depth", "16UC1"),
-                                           ("push_depth_joint", "32FC1"), ("reach_depth_gru", "32FC1")])
+                                           ("push_depth_joint", "32FC1"), ("reach_depth_gru", "32FC1"),
+                                           ("reach_with_history", "32FC1")])
 def test_closed_loop_reproduces_in_sim_actions(tmp_path_factory, name, encoding):
     """The runtime driving a simulated robot (its commands are the env's joint targets) acts as
     the exported policy acts in the env itself, step for step: exactly from 32FC1 metres, within
     what millimetre quantisation changes from 16UC1."""
     export = export_for(tmp_path_factory, name)
-    task, encoder, control, _ = SPECS[name]
+    task, encoder, control, _, history = SPECS[name]
     steps = 20
-    ref = WorldBatch(env_config(task, encoder, control), seed=9)
+    ref = WorldBatch(env_config(task, encoder, control, history), seed=9)
     policy = OnnxPolicy(export)
     try:
         ref.reset_worlds([0])
@@ -274,7 +331,7 @@ def test_closed_loop_reproduces_in_sim_actions(tmp_path_factory, name, encoding)
             ref.step(a)
     finally:
         ref.close()
-    w = WorldBatch(env_config(task, encoder, control), seed=9)
+    w = WorldBatch(env_config(task, encoder, control, history), seed=9)
     try:
         w.reset_worlds([0])
         clock = FakeClock()

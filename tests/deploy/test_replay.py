@@ -85,7 +85,7 @@ def write_bag(path, store, records, storage="sqlite3"):
 def record_episode(export, name, store, encoding="32FC1", bigendian=False, pad=0, steps=16, gap=(), cloud=False):
     """A closed-loop episode in simulation: the runtime, fed directly (numpy), drives the env;
     every message it was fed goes into a list of bag records at the time it was fed."""
-    task, encoder, control, _ = SPECS[name]
+    task, encoder, control, *_ = SPECS[name]
     b = Builder(store)
     w = WorldBatch(env_config(task, encoder, control), seed=4)
     clock = FakeClock()

@@ -38,6 +38,21 @@ def test_loads_back_typed(exports):
     assert teacher.source.checkpoint_file.endswith("best.zip") and teacher.policy.file == "policy.pt"
 
 
+def test_history_student_takes_history_by_name(exports):
+    """A student that reads its last actions takes them as an ONNX input named ``history``, after the
+    sensor, described by the manifest with the run's width (3 actions of 4, newest first)."""
+    import onnx
+
+    man = load_manifest(exports[("depth_history", "onnx")])
+    assert man.obs_groups == ["proprio", "depth", "history"]
+    assert [t.name for t in man.policy.inputs] == ["proprio", "depth", "history"]
+    assert [t.shape for t in man.policy.inputs][-1] == [12]
+    hist = man.observations["history"]
+    assert hist.shape == [12] and hist.units == "action units [-1, 1]" and "last 3 actions" in hist.description
+    graph = onnx.load(str(exports[("depth_history", "onnx")] / man.policy.file)).graph
+    assert [i.name for i in graph.input] == ["proprio", "depth", "history"]
+
+
 def test_robot_is_the_urdf(exports):
     man = load_manifest(exports[("teacher", "onnx")])
     root = ET.parse(urdf_path()).getroot()

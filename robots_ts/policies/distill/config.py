@@ -2,8 +2,9 @@
 the student's env and network, checks before any work, and the beta schedule.
 
 ``env`` is the student's env: its ``obs_groups`` are what the student reads (proprio plus depth or
-points). Rollouts request the union of these and the teacher's groups, so one env step gives the
-student its input and the teacher its label from the same state.
+points, and ``history``, the last ``env.action_history`` actions it sent, for a student that acts
+through latency). Rollouts request the union of these and the teacher's groups, so one env step
+gives the student its input and the teacher its label from the same state.
 """
 from __future__ import annotations
 
@@ -108,9 +109,6 @@ def validate(cfg: StudentConfig) -> None:
     if "privileged" in groups:
         raise ValueError("env.obs_groups: a student must not read 'privileged' (that is the teacher's); "
                          f"got {groups}")
-    if "history" in groups:
-        raise ValueError("env.obs_groups: students do not read 'history' (their networks and the robot runtime "
-                         f"take proprio, the sensor and task); got {groups}")
     if s.encoder not in groups or "proprio" not in groups:
         raise ValueError(f"env.obs_groups: a {s.encoder} student reads ['proprio', '{s.encoder}'], got {groups}")
     for key in ("iterations", "steps_per_iteration", "epochs", "batch_size", "seq_len", "eval_episodes",

@@ -87,7 +87,8 @@ def loss_terms(model: Student, batch: dict[str, torch.Tensor], cfg: StudentConfi
     group = model.encoder_group
     proprio, sensor = augment(batch["proprio"], batch[group], group, cfg.augment, gen, model.proprio_std,
                               model.far)
-    mean, aux, _ = model(proprio, sensor, first=batch["first"], task=batch.get("task"))
+    # task and history join proprio as stored: no augmentation (the controller knows both exactly).
+    mean, aux, _ = model(proprio, sensor, first=batch["first"], **{g: batch[g] for g in model.extra_groups})
     target, mask = batch["action"], batch["mask"]
     sq = torch.square(mean - target)
     kind = cfg.dagger.loss

@@ -34,6 +34,12 @@ def student_meta(model: Student) -> dict:
             "depth_range": [model.near, model.far], "normalization": model.normalization()}
 
 
+def actor_groups(meta: dict) -> list[str]:
+    """The groups the fine-tuned student reads, from its :func:`student_meta`: proprio, its sensor,
+    and ``history`` (the actions it sent) when it was distilled with it."""
+    return ["proprio", meta["arch"]["encoder"], *(["history"] if "history" in meta["obs_spec"] else [])]
+
+
 def check_base(base) -> Student:
     """The base's network, if fine-tuning can take it over: a feed-forward distilled student."""
     model = getattr(base, "model", None)
@@ -55,11 +61,12 @@ class StudentFeatures(BaseFeaturesExtractor):
             raise ValueError("StudentFeatures: a recurrent student cannot be fine-tuned with PPO here")
         super().__init__(observation_space, int(student.cfg.head_mlp[-1]))
         self.student = student
-        self.groups = ("proprio", student.encoder_group)
+        self.groups = tuple(actor_groups(meta))
 
     def forward(self, obs: dict) -> torch.Tensor:
         m = self.student
-        return m.head(m.encode(obs["proprio"].float(), obs[m.encoder_group].float()))
+        history = obs["history"].float() if m.history_dim else None
+        return m.head(m.encode(obs["proprio"].float(), obs[m.encoder_group].float(), history=history))
 
 
 class FinetunePolicy(ResidualActorCriticPolicy):
@@ -69,7 +76,7 @@ class FinetunePolicy(ResidualActorCriticPolicy):
         if student_meta is None:
             raise ValueError("FinetunePolicy needs the student's student_meta")
         self.student_meta = student_meta
-        kwargs["actor_keys"] = ["proprio", student_meta["arch"]["encoder"]]
+        kwargs["actor_keys"] = actor_groups(student_meta)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def _get_constructor_parameters(self) -> dict:

@@ -100,12 +100,13 @@ def make_model(cfg: ResidualConfig, venv, tensorboard_log: str | None = None, po
 def make_finetune_model(cfg: ResidualConfig, venv, base, tensorboard_log: str | None = None) -> PPO:
     """PPO whose actor is a copy of the base student, with a log-std that explores as much in the
     executed action as the residual does (``alpha * exp(ppo.log_std_init)`` per dimension)."""
-    from robots_ts.policies.residual.finetune import FinetunePolicy, check_base, student_meta
+    from robots_ts.policies.residual.finetune import FinetunePolicy, actor_groups, check_base, student_meta
 
     student = check_base(base)
-    groups = ["proprio", student.encoder_group]
+    meta = student_meta(student)
+    groups = actor_groups(meta)
     p = cfg.ppo
-    kwargs = dict(student_meta=student_meta(student),
+    kwargs = dict(student_meta=meta,
                   critic_keys=groups + ([PRIVILEGED] if cfg.asymmetric_critic else []),
                   net_arch=dict(pi=[], vf=list(p.net_arch)), activation_fn=teacher_train.ACTIVATIONS[p.activation],
                   log_std_init=p.log_std_init)

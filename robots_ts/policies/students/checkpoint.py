@@ -138,10 +138,9 @@ class StudentPolicy:
         s = torch.as_tensor(obs[self.model.encoder_group], dtype=torch.float32, device=self.device)[:, None]
         if self.model.recurrent and (self.hidden is None or self.hidden.shape[0] != p.shape[0]):
             self.hidden = self.model.initial_state(p.shape[0])
-        task = None
-        if "task" in self.obs_groups:
-            task = torch.as_tensor(obs["task"], dtype=torch.float32, device=self.device)[:, None]
-        mean, _, self.hidden = self.model(p, s, self.hidden, task=task)
+        extra = {g: torch.as_tensor(obs[g], dtype=torch.float32, device=self.device)[:, None]
+                 for g in self.model.extra_groups}        # task, history: by name, as forward takes them
+        mean, _, self.hidden = self.model(p, s, self.hidden, **extra)
         return np.clip(mean[:, 0].cpu().numpy(), -1.0, 1.0).astype(np.float32)
 
     def reset(self, done: np.ndarray) -> None:

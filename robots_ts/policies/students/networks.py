@@ -19,6 +19,14 @@ A multi-task student (:mod:`robots_ts.policies.distill.multi`) also reads the ``
 task id and the task's command): it joins the standardised proprio at the input of the proprio
 MLP, unnormalized (one-hot entries and commands in metres are already of order one).
 
+A student whose ``obs_spec`` has ``history`` (the last ``env.action_history`` actions it sent,
+newest first: what acting through action and observation latency needs) reads it the same way,
+after ``task``, unnormalized. The values are actions, bounded in [-1, 1] by construction, so there
+is no scale to fix; dataset statistics would only add a transform that moves as the acting policy
+changes over DAgger iterations (teacher-heavy at first, the student's own later), and constants
+the export and the robot runtime would have to carry. A student without these groups has the
+parameters, the outputs and the checkpoints it always had.
+
 The optional aux head predicts privileged columns (e.g. the object's position, as in DextrAH-G).
 By default (``aux_input: sensor``) it reads the image / cloud embedding alone: it cannot answer
 from proprio, so it pushes the encoder to localize the object, which is what the action head
@@ -33,6 +41,8 @@ from torch import nn
 
 from robots_ts.policies.students.config import AugmentConfig, StudentNetConfig
 
+# Groups that join the standardised proprio at the proprio MLP's input, unnormalized, in this order.
+EXTRA_GROUPS = ("task", "history")
 NORM_KEYS = ("proprio_mean", "proprio_std", "aux_mean", "aux_std", "depth_mean", "depth_std", "points_mean",
              "points_std")
 
@@ -90,7 +100,12 @@ class Student(nn.Module):
                              f"got {sorted(obs_spec)}")
         p_dim = int(obs_spec["proprio"][0])
         self.task_dim = int(obs_spec["task"][0]) if "task" in obs_spec else 0
-        self.proprio = mlp([p_dim + self.task_dim, *cfg.proprio_mlp])
+        self.history_dim = int(obs_spec["history"][0]) if "history" in obs_spec else 0
+        if "history" in obs_spec and (len(obs_spec["history"]) != 1 or self.history_dim <= 0
+                                      or self.history_dim % action_dim):
+            raise ValueError(f"observation group 'history' must be flat, env.action_history actions of "
+                             f"{action_dim} columns each; got shape {obs_spec['history']}")
+        self.proprio = mlp([p_dim + self.task_dim + self.history_dim, *cfg.proprio_mlp])
         self.sensor = (DepthEncoder(tuple(obs_spec["depth"]), cfg) if cfg.encoder == "depth"
                        else PointEncoder(cfg))
         fused = cfg.proprio_mlp[-1] + cfg.feature_dim
@@ -140,18 +155,31 @@ class Student(nn.Module):
         return torch.zeros(batch, self.cfg.gru_hidden, device=self.mean.weight.device)
 
     @property
+    def extra_groups(self) -> tuple[str, ...]:
+        """The groups of :data:`EXTRA_GROUPS` this network reads (passed by name to ``forward``)."""
+        dims = {"task": self.task_dim, "history": self.history_dim}
+        return tuple(g for g in EXTRA_GROUPS if dims[g])
+
+    @property
     def obs_groups(self) -> tuple[str, ...]:
         """The observation groups this network reads, in the order a Policy hands them over."""
-        return ("proprio", self.encoder_group, *(("task",) if self.task_dim else ()))
+        return ("proprio", self.encoder_group, *self.extra_groups)
 
-    def encode(self, proprio: torch.Tensor, sensor: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
-        """(B*T, P), (B*T, ...), task (B*T, K) of a multi-task student -> fused features (B*T, F)."""
+    def encode(self, proprio: torch.Tensor, sensor: torch.Tensor, task: torch.Tensor | None = None,
+               history: torch.Tensor | None = None) -> torch.Tensor:
+        """(B*T, P), (B*T, ...), task (B*T, K) of a multi-task student, history (B*T, H) of a student
+        that reads it -> fused features (B*T, F)."""
         p = (proprio - self.proprio_mean) / self.proprio_std
         if self.task_dim:
             if task is None:
                 raise ValueError(f"this student serves several tasks: it reads the 'task' group "
                                  f"({self.task_dim} columns), which was not given")
             p = torch.cat([p, task], dim=-1)
+        if self.history_dim:
+            if history is None:
+                raise ValueError(f"this student reads the 'history' group (its last actions sent, "
+                                 f"{self.history_dim} columns), which was not given")
+            p = torch.cat([p, history], dim=-1)
         if self.encoder_group == "depth":
             sensor = self.read_depth(sensor)
             if self.cfg.depth_norm == "pixel":
@@ -183,13 +211,15 @@ class Student(nn.Module):
         return depth.clamp(self.near, self.far)
 
     def forward(self, proprio: torch.Tensor, sensor: torch.Tensor, hidden: torch.Tensor | None = None,
-                first: torch.Tensor | None = None, task: torch.Tensor | None = None):
+                first: torch.Tensor | None = None, task: torch.Tensor | None = None,
+                history: torch.Tensor | None = None):
         """proprio (B, T, P), sensor (B, T, ...), first (B, T) bool, task (B, T, K) of a multi-task
-        student -> mean (B, T, A), normalized aux prediction (B, T, K) or None, final hidden state
-        (B, H) or None."""
+        student, history (B, T, H) of a student that reads it -> mean (B, T, A), normalized aux
+        prediction (B, T, K) or None, final hidden state (B, H) or None."""
         b, t = proprio.shape[:2]
         feats = self.encode(proprio.reshape(b * t, -1), sensor.reshape(b * t, *sensor.shape[2:]),
-                            None if task is None else task.reshape(b * t, -1))
+                            None if task is None else task.reshape(b * t, -1),
+                            None if history is None else history.reshape(b * t, -1))
         feats = feats.reshape(b, t, -1)
         if self.gru is not None:
             h = self.initial_state(b) if hidden is None else hidden

@@ -8,7 +8,8 @@ as they arrive and calls :meth:`PolicyRuntime.tick` once per control period. Eac
 2. otherwise assembles the observation groups as the env's ``_clean_obs`` did (joint positions
    and velocities, finger positions, the TCP position from the URDF kinematics, the previous
    policy action, the task command; depth clipped to [near, far] with no return read as far, or
-   the point cloud from the env's own PointCloudMaker), runs the exported ONNX policy, and maps
+   the point cloud from the env's own PointCloudMaker; for a policy that reads ``history``, the
+   last actions sent, newest first), runs the exported ONNX policy, and maps
    its action to joint targets with the env's :class:`robots_ts.robot.arm.Arm` from the measured
    joint state (the TCP pose and Jacobian from the URDF) and the previous target;
 3. passes the target through the safety layer (:mod:`robots_ts.sim2real.deploy.safety`) and
@@ -19,11 +20,12 @@ long as the node has authority to send (armed, not dry-run): a forward position 
 command timeout and keeps the last command, which would be a policy target one period ahead;
 the measured pose stops the arm where it is. Before any joint state nothing is sent.
 
-Episodes: the runtime starts one (previous action and recurrent state reset, the previous target
-set to the measured pose) at the first tick with data after construction, after each :meth:`arm`
-and after :meth:`new_episode`; once armed, with a soft start from that pose. After a hold ends
-(watchdog), the policy's episode goes on, but the previous target is reset to the measured pose
-and a new soft start ramps from it. A NaN or infinite action never becomes the previous action.
+Episodes: the runtime starts one (previous action, action history and recurrent state reset, the
+previous target set to the measured pose) at the first tick with data after construction, after
+each :meth:`arm` and after :meth:`new_episode`; once armed, with a soft start from that pose. After
+a hold ends (watchdog), the policy's episode goes on, but the previous target is reset to the
+measured pose and a new soft start ramps from it. A NaN or infinite action never becomes the
+previous action (nor enters the history).
 
 Everything is deterministic given the inputs and the injected ``clock`` (message arrival times
 and ticks are read from it); point-cloud subsampling draws from ``rng`` (seeded by ``seed``).
@@ -65,9 +67,10 @@ class PolicyRuntime:
     """An exported policy on a robot: observations, inference, action mapping, safety layer.
 
     ``export_dir``: an ONNX export (``robots-ts export RUN_DIR``) of a student (proprio + depth or
-    points). ``dry_run`` (default): commands are computed and logged, never sent. ``command``: the
-    task command (e.g. the Push goal, base frame) when the task has one. ``resample``: allow a
-    point-cloud student's depth camera to have other intrinsics (resampled nearest).
+    points, and the history of its actions when it reads one). ``dry_run`` (default): commands are
+    computed and logged, never sent. ``command``: the task command (e.g. the Push goal, base frame)
+    when the task has one. ``resample``: allow a point-cloud student's depth camera to have other
+    intrinsics (resampled nearest).
     ``joint_limit_margin``: rad inside the URDF's soft limits. ``log``: a callable taking one line.
     """
 
@@ -149,6 +152,14 @@ class PolicyRuntime:
         self.policy = OnnxPolicy(self.export_dir, threads=threads)
         self.prev_action_reset = np.asarray(man.control.prev_action_at_reset, dtype=np.float64)
         self.prev_action = self.prev_action_reset.copy()
+        # The env's `history` group: the last K actions sent, newest first (K rows of the action).
+        self.history: np.ndarray | None = None
+        if "history" in man.obs_groups:
+            width, dim = int(np.prod(man.observations["history"].shape)), len(self.prev_action_reset)
+            if width == 0 or width % dim:
+                raise DeployError(f"{self.export_dir}: observation group 'history' has shape "
+                                  f"{man.observations['history'].shape}, not a whole number of {dim}-wide actions")
+            self.history = np.tile(self.prev_action_reset, (width // dim, 1))
         self.q_target: np.ndarray | None = None
         self.gripper: float | None = None
 
@@ -283,6 +294,8 @@ class PolicyRuntime:
         if ee_pos is None:
             ee_pos = self.tcp_state()[0]
         obs = {"proprio": np.concatenate([q, qd, f, ee_pos, self.prev_action, self.command])[None].astype(np.float32)}
+        if self.history is not None:
+            obs["history"] = self.history.reshape(1, -1).astype(np.float32)
         if self.sensor is not None:
             kind, data = self._sensor[:2]
             if self.sensor == "depth":
@@ -297,6 +310,8 @@ class PolicyRuntime:
         q = self._joint[0]
         if self._start == "episode":
             self.prev_action = self.prev_action_reset.copy()
+            if self.history is not None:    # as the env: a settled past of reset actions
+                self.history[:] = self.prev_action_reset
             self.policy.reset(np.ones(1, dtype=bool))
             self.log(f"episode start t={now:.3f}s from the measured pose {np.round(q, 4).tolist()}")
         else:
@@ -350,6 +365,8 @@ class PolicyRuntime:
         positions, kinds = self.safety(target if finite else self.safety.last, finite, now)
         if finite:
             self.prev_action = a
+            if self.history is not None:
+                self.history = np.concatenate([a[None], self.history[:-1]])
             self.q_target = target
             self.gripper = float(np.clip(finger, *self.finger_range))
         elif self.gripper is None:

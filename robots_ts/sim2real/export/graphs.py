@@ -10,8 +10,9 @@ compute what ``act`` computes, not a re-derivation of it:
   VecNormalize transform of the run's statistics, computed in float64 like
   :class:`~robots_ts.policies.teacher.load.ObsNormalizer` (then cast to float32);
 - :class:`StudentGraph`: :meth:`Student.encode` (depth: NaN, inf and 0 read as far, clipping to
-  [near, far], the pixel or range normalization; points and proprio: standardization), the
-  optional GRU step, the head and the mean (a fine-tuned student is exported as one);
+  [near, far], the pixel or range normalization; points and proprio: standardization; ``history``,
+  when the student reads it, an input of that name joining proprio as is), the optional GRU step,
+  the head and the mean (a fine-tuned student is exported as one);
 - :class:`ResidualGraph`: a residual run's base graph and residual actor together, the executed
   action ``clip(a_base + alpha * clip(r, -1, 1), -1, 1)``.
 
@@ -111,7 +112,9 @@ class StudentGraph(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model.to("cpu").eval()
-        self.groups = ("proprio", model.encoder_group)
+        # The inputs are named after their groups: a robot runtime feeds "history" by that name.
+        # A multi-task student's "task" is left out: encode then names the group it misses.
+        self.groups = ("proprio", model.encoder_group, *(("history",) if model.history_dim else ()))
         self.shapes = {k: list(model.obs_spec[k]) for k in self.groups}
         self.recurrent_size = int(model.cfg.gru_hidden) if model.recurrent else 0
 
@@ -123,9 +126,12 @@ class StudentGraph(nn.Module):
     def output_names(self) -> list[str]:
         return [ACTION, HIDDEN_OUT] if self.recurrent_size else [ACTION]
 
-    def forward(self, proprio: torch.Tensor, sensor: torch.Tensor, hidden: torch.Tensor | None = None):
+    def forward(self, *inputs: torch.Tensor):
+        """The groups' tensors in the order of ``groups``, then a recurrent student's state."""
         m = self.model
-        core = m.encode(proprio, sensor)
+        obs = dict(zip(self.groups, inputs))
+        hidden = inputs[len(self.groups)] if m.gru is not None else None
+        core = m.encode(obs["proprio"], obs[m.encoder_group], history=obs.get("history"))
         if m.gru is not None:
             # StudentPolicy's one-step forward: the state it keeps between calls, zeros at an episode start.
             hidden = m.gru(core, hidden)
@@ -150,6 +156,8 @@ class StudentGraph(nn.Module):
             shape = (n, *self.shapes["points"])
             out["points"] = (m.points_mean.numpy() + m.points_std.numpy() * rng.uniform(-3, 3, shape)
                              ).astype(np.float32)
+        if "history" in self.groups:        # actions sent: anywhere in the action bounds
+            out["history"] = rng.uniform(-1, 1, (n, *self.shapes["history"])).astype(np.float32)
         return out
 
 
