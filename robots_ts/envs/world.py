@@ -133,7 +133,9 @@ class WorldBatch:
                                           adaptive=self.adr_dims)
         self.action_delay = DelayLine(n, r.action_delay[0], max(r.action_delay[1], limit.get("action_delay", 0)))
         obs_high = max(r.obs_delay[1], limit.get("obs_delay", 0))
-        self.obs_delay = {g: DelayLine(n, r.obs_delay[0], obs_high) for g in self.observation_space.spaces}
+        # What the sensors report goes through the delay; `history` is the controller's memory and never does.
+        self.obs_delay = {g: DelayLine(n, r.obs_delay[0], obs_high) for g in self.observation_space.spaces
+                          if g != "history"}
         c = self.cfg.depth
         self.depth_model = DepthSensorModel(r.depth, c.near, c.far) if "depth" in self.groups else None
         # Each world's depth sensor strength this episode (drawn at reset when it varies).
@@ -311,7 +313,7 @@ class WorldBatch:
                 lay, p = self.proprio_layout, out["proprio"]
                 p[:, lay["prev_action"]] = self.prev_action[sel]
                 p[:, lay["command"]] = self.state.command[sel]
-            if "history" in out:
+            if self.history is not None:
                 out["history"] = self._history(sel)
             return out
         return self._clean_obs(ids)
