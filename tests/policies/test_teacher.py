@@ -79,8 +79,14 @@ def test_resume_after_sigkill_continues_step_count(tmp_path):
     assert killed_at + 512 <= final < killed_at + 512 + 8 * 16 * 2
     model = PPO.load(run / "checkpoints" / "latest.zip")
     assert model.num_timesteps == final
-    steps = [json.loads(line)["steps"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["steps"] for r in recs]
     assert steps == sorted(steps) and steps[-1] == final
+    # Every rollout line after the first carries the losses of the update before it, the first
+    # rollout after the resume included (its update ran before the kill, in the killed process).
+    rollouts = [r for r in recs if "steps_per_s" in r]
+    assert any(r["steps"] > killed_at for r in rollouts[1:])
+    assert [r["steps"] for r in rollouts[1:] if not {"value_loss", "policy_gradient_loss"} <= r.keys()] == []
 
 
 @pytest.mark.parametrize("override,match", [

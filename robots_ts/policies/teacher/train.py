@@ -206,7 +206,12 @@ class TeacherCallback(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         # After the previous rollout's metrics line and training update: the model, statistics and
-        # RNGs are those a resumed run starts from.
+        # RNGs are those a resumed run starts from. The update's losses go into the state the
+        # checkpoint keeps, so the next rollout's line carries them after a resume too (a resumed
+        # model's logger starts empty).
+        update = {k[6:]: float(v) for k, v in self.model.logger.name_to_value.items() if k.startswith("train/")}
+        if update:
+            self.state["last_update"] = update
         self.due()
 
     def due(self) -> None:
@@ -233,9 +238,7 @@ class TeacherCallback(BaseCallback):
             from robots_ts.sim2real.randomization.adr import adr_summary
 
             rec["adr"] = adr_summary(self.env.world)
-        for k, v in self.model.logger.name_to_value.items():
-            if k.startswith("train/"):
-                rec[k[6:]] = float(v)
+        rec.update(self.state.get("last_update", {}))   # the update that made the policy of this rollout
         rec.update(self.extra_metrics())
         self.metrics.append(rec)
         self.bar.set_postfix(success=f"{rec['success_rate'] or 0:.2f}", sps=f"{fps:.0f}")
