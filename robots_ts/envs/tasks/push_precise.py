@@ -20,6 +20,18 @@ REST_SPEED = 0.03       # m/s, the cube's planar speed below which it counts as 
 # within [FINE_MIN_STEP, FINE_MAX_STEP] m (below the minimum the servo's force does not overcome the
 # cube's friction), and it stops at FINE_STOP.
 FINE_GAIN, FINE_MIN_STEP, FINE_MAX_STEP, FINE_STOP = 0.3, 0.004, 0.01, 0.005
+# The controller's phase is read off the state (see PushPrecise.state_phase): the hand lowers once
+# it is within LOWER_XY of the spot behind the cube, and pushes while it is low and on the line
+# behind the cube, within PUSH_LATERAL of it and at most PUSH_BEHIND behind the cube's rear face.
+LOWER_XY, PUSH_LATERAL, PUSH_BEHIND = 0.015, 0.025, 0.08
+# Away from the spot behind the cube the hand's target is APPROACH_HOVER above the cube's centre
+# height, and it comes down linearly within APPROACH_DESCENT of that spot.
+APPROACH_HOVER, APPROACH_DESCENT = 0.1, 0.05
+# The approach moves the hand by APPROACH_GAIN of its remaining error per step (at most the 3 cm a
+# full action moves it): a command proportional to the error within 6 cm of the target, not one
+# saturated down to 3 cm, whose direction a centimetre of the student's error about the cube flips.
+# (0.3 leaves too little of the episode for the push: 0.61 placed, against 0.80 at 0.5.)
+APPROACH_GAIN = 0.5
 
 
 class PushPrecise(Push):
@@ -40,15 +52,55 @@ class PushPrecise(Push):
         speed = np.linalg.norm(s.qvel[:, self.qvel_sl][:, :2], axis=1)
         return (self.goal_distance(s) < GOAL_TOLERANCE) & (speed < REST_SPEED)
 
+    def state_phase(self, s) -> np.ndarray:
+        """(N,) where the controller is, read off the state: 2 (push) when the hand is low and
+        lined up behind the cube, 1 (lowering) when it is above the spot behind the cube, else 0
+        (approach)."""
+        g = self._geometry(s)
+        return np.where(g["push"], 2, np.where(g["xy_err"] < LOWER_XY, 1, 0)).astype(np.int64)
+
+    def _geometry(self, s) -> dict:
+        cube = self.cube_pos(s)
+        half = s.params[:, 0]
+        d = (s.command - cube)[:, :2]
+        dist = np.linalg.norm(d, axis=1)
+        u = d / np.maximum(dist, 1e-6)[:, None]
+        rel = cube[:, :2] - s.ee_pos[:, :2]
+        along = np.einsum("ij,ij->i", rel, u)
+        lateral = np.abs(rel[:, 0] * u[:, 1] - rel[:, 1] * u[:, 0])
+        behind = cube[:, :2] - u * (half[:, None] + 0.035)
+        lined_up = (lateral < PUSH_LATERAL) & (along > 0) & (along < half + PUSH_BEHIND)
+        low = s.ee_pos[:, 2] < half + 0.02
+        return {"half": half, "err": d, "dist": dist, "behind": behind, "push": lined_up & low,
+                "xy_err": np.linalg.norm(behind - s.ee_pos[:, :2], axis=1)}
+
     def scripted_action(self, s, phase):
-        """Push's approach, then a push that closes the loop on the cube: in contact the hand moves
-        as the cube should, along the cube's remaining error to the goal, by a share of it, so the
-        cube slows down near the goal and stops where the hand does."""
-        a, phase = super().scripted_action(s, phase)
-        p2 = phase == 2
-        err = (s.command - self.cube_pos(s))[p2, :2]
-        dist = np.linalg.norm(err, axis=1)
+        """Go to the spot behind the cube, descending as the hand lines up with it, then push along
+        the cube's remaining error to the goal, by a share of it, so the cube slows down near the
+        goal and stops where the hand does.
+
+        The action is a function of the state alone (the ``phase`` passed in is ignored), and away
+        from the start of the push a continuous one: the target's height above the cube rises with
+        the hand's distance from the spot behind it, so the hand comes down over that spot and
+        passes over the cube from any side. Push's controller instead carries a phase from step to
+        step, so the same state can get different actions, and its target jumps between hovering
+        and lowering 1 cm from that spot. A student sees the state, not a controller's memory, at
+        a pixel per 1.2 cm: depth students distilled from this controller agree with it more than
+        those distilled from Push's approach did (agreement on their own states 0.85 against 0.79
+        after 12 DAgger iterations, action MSE 0.19 against 0.33).
+        """
+        g = self._geometry(s)
+        half, push = g["half"], g["push"]
+        tgt = np.empty((len(half), 3))
+        tgt[:, :2] = g["behind"]
+        tgt[:, 2] = 0.8 * half + APPROACH_HOVER * np.clip(g["xy_err"] / APPROACH_DESCENT, 0.0, 1.0)
+        a = np.zeros((len(half), 4))
+        a[:, :3] = toward(APPROACH_GAIN * (tgt - s.ee_pos))
+        a[:, 3] = -1.0
+        # The push: the hand moves as the cube should, along its error to the goal, at cube height.
+        err, dist = g["err"][push], g["dist"][push]
         step = np.clip(FINE_GAIN * dist, FINE_MIN_STEP, FINE_MAX_STEP)
         step[dist < FINE_STOP] = 0.0
-        a[p2, :2] = toward(err * (step / np.maximum(dist, 1e-9))[:, None])
-        return a, phase
+        a[push, :2] = toward(err * (step / np.maximum(dist, 1e-9))[:, None])
+        a[push, 2] = toward(0.8 * half[push] - s.ee_pos[push, 2])
+        return a, self.state_phase(s)
