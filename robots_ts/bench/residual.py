@@ -82,9 +82,11 @@ def refine_run(cfg: ResidualConfig, run_dir: Path) -> dict:
     check_reusable(cfg, run_dir)
     started = (run_dir / "run.json").exists()
     done = trained_steps(run_dir) if started else 0
-    if done > cfg.total_steps:
-        raise ConfigError(f"{run_dir} has trained {done} steps, more than --total-steps {cfg.total_steps}; "
-                          "use another --out or the run's budget")
+    # PPO trains whole rollouts, so a run asked for total_steps ends at the next multiple of one.
+    rollout = cfg.ppo.n_steps * cfg.env.num_envs
+    if done > -(-cfg.total_steps // rollout) * rollout:
+        raise ConfigError(f"{run_dir} has trained {done} steps, more than --total-steps {cfg.total_steps} "
+                          f"(in rollouts of {rollout}); use another --out or the run's budget")
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):     # training's lines; stdout carries the bench's JSON
         if not started:

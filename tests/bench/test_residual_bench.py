@@ -70,6 +70,12 @@ def test_bench_end_to_end_on_reach(tmp_path, capsys):
         [res["per_seed"][s][a]["success"] for s in ("0", "1") for a in ("residual", "finetune")]
     assert all(again["per_seed"][s][a]["this_call_s"] < 1.0 for s in ("0", "1") for a in ("residual", "finetune"))
     assert (out / "finetune_s1" / "metrics.jsonl").stat().st_mtime_ns == stamp
+    # A budget that is not a whole number of rollouts (of 32 steps here) ends at the next one: runs
+    # that trained 64 steps are what --total-steps 50 asks for, and are reused.
+    assert cli(argv + ["--total-steps", "50"]) == 0
+    odd = json.loads(capsys.readouterr().out)
+    assert all(odd["per_seed"][s][a]["steps"] == 64 for s in ("0", "1") for a in ("residual", "finetune"))
+    assert (out / "finetune_s1" / "metrics.jsonl").stat().st_mtime_ns == stamp
 
 
 def test_bench_refuses_mode_and_seed_overrides_and_another_run_in_out(tmp_path, capsys):
