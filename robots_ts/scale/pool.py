@@ -22,7 +22,7 @@ from robots_ts.scale.shard import EnvShard, split_worlds
 log = logging.getLogger("robots_ts.scale")
 
 RESTART_WAIT_S = 120.0   # how long a restarting actor may take to answer again
-PLACEMENT_WARN_S = 60.0  # actors not up by then are waiting for CPUs: say so
+PLACEMENT_WARN_S = 60.0  # actors not answering by then are slow to start or wait for CPUs: say so
 
 
 class ShardLost(RuntimeError):
@@ -118,9 +118,13 @@ class ShardPool:
             refs = [a.describe.remote() for a in self.actors]
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PLACEMENT_WARN_S)
             if len(ready) < len(refs):
-                log.warning("waiting for %d Ray actors of %d CPU(s) each; the cluster has %g CPUs free now "
-                            "(other work holds the rest)", len(refs) - len(ready), threads,
-                            ray.available_resources().get("CPU", 0))
+                # Not knowing which: an actor that holds its CPUs but is still building its worlds
+                # (slow on a loaded machine) looks like one that waits for CPUs held elsewhere.
+                log.warning("%d of %d Ray actors (%d CPU(s) each) have not answered after %.0f s: still "
+                            "starting, or waiting for CPUs (the cluster has %g of %g unreserved now; this "
+                            "batch reserves %d)", len(refs) - len(ready), len(refs), threads, PLACEMENT_WARN_S,
+                            ray.available_resources().get("CPU", 0), ray.cluster_resources().get("CPU", 0),
+                            actors * threads)
             self.described = ray.get(refs)
         except BaseException:
             self.close()
