@@ -105,19 +105,3 @@ def test_a_killed_actor_ends_its_share_of_episodes_and_the_batch_goes_on(cluster
         ended += [i for i in np.flatnonzero(dones) if "episode" in infos[i]]
     assert all(np.isfinite(v).all() for v in obs.values()) and {2, 3} <= set(ended)
 
-
-@pytest.mark.parametrize("cluster", ["local"], indirect=True)
-def test_actors_slow_to_answer_are_reported_with_what_the_cluster_has(cluster, caplog, monkeypatch):
-    """Actors that have not answered yet may be starting or waiting for CPUs: the warning says how
-    many, and the cluster's unreserved and total CPUs beside what the batch reserves, not a cause."""
-    from robots_ts.scale import pool
-
-    monkeypatch.setattr(pool, "PLACEMENT_WARN_S", 0.0)      # no actor answers within 0 s
-    with caplog.at_level(logging.WARNING, logger="robots_ts.scale"):
-        p = pool.ShardPool(CFG, seed=5, actors=2)
-    try:
-        assert len(p.described) == 2                            # they do come up
-    finally:
-        p.close()
-    assert "2 of 2 Ray actors (1 CPU(s) each) have not answered after 0 s" in caplog.text
-    assert "of 2 unreserved now; this batch reserves 2)" in caplog.text
