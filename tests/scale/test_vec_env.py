@@ -104,4 +104,3 @@ def test_a_killed_actor_ends_its_share_of_episodes_and_the_batch_goes_on(cluster
         obs, reward, dones, infos = env.step(zero)
         ended += [i for i in np.flatnonzero(dones) if "episode" in infos[i]]
     assert all(np.isfinite(v).all() for v in obs.values()) and {2, 3} <= set(ended)
-

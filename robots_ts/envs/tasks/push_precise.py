@@ -56,7 +56,10 @@ class PushPrecise(Push):
         """(N,) where the controller is, read off the state: 2 (push) when the hand is low and
         lined up behind the cube, 1 (lowering) when it is above the spot behind the cube, else 0
         (approach)."""
-        g = self._geometry(s)
+        return self._phase(self._geometry(s))
+
+    @staticmethod
+    def _phase(g: dict) -> np.ndarray:
         return np.where(g["push"], 2, np.where(g["xy_err"] < LOWER_XY, 1, 0)).astype(np.int64)
 
     def _geometry(self, s) -> dict:
@@ -103,4 +106,4 @@ class PushPrecise(Push):
         step[dist < FINE_STOP] = 0.0
         a[push, :2] = toward(err * (step / np.maximum(dist, 1e-9))[:, None])
         a[push, 2] = toward(0.8 * half[push] - s.ee_pos[push, 2])
-        return a, self.state_phase(s)
+        return a, self._phase(g)
