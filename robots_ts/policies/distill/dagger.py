@@ -40,7 +40,7 @@ from robots_ts.policies.distill.dataset import ChunkDataset
 from robots_ts.policies.distill.report import TensorBoardLog, plot_curves
 from robots_ts.policies.distill.rollout import EVAL_STUDENT, EVAL_TEACHER, collect, evaluate, seed_for
 from robots_ts.policies.distill.train import train_epochs
-from robots_ts.policies.students.checkpoint import StudentPolicy, load_checkpoint, save_student
+from robots_ts.policies.students.checkpoint import StudentPolicy, load_checkpoint, save_student, student_proprio_fields
 from robots_ts.policies.students.networks import Student
 from robots_ts.progress import Progress
 from robots_ts.runs import (RUN_FORMAT, CorruptFileError, MetricsLog, RunError, atomic_write_json, read_json,
@@ -136,7 +136,8 @@ def _student_net(cfg: StudentConfig, teacher, env, obs_spec: dict, key: str) -> 
         if cfg.dagger.loss == "sigma_l2" and not hasattr(teacher, "act_with_std"):
             raise ValueError(f"dagger.loss 'sigma_l2' needs the teacher's action std; {key} "
                              f"{getattr(cfg, key)!r} {'has' if key == 'teacher' else 'have'} none (use 'mse' or 'nll')")
-        model = Student(cfg.student, obs_spec, env.world.action_dim, (cfg.env.depth.near, cfg.env.depth.far))
+        fields = student_proprio_fields(cfg.env, obs_spec) if cfg.student.proprio_exclude else None
+        model = Student(cfg.student, obs_spec, env.world.action_dim, (cfg.env.depth.near, cfg.env.depth.far), fields)
     except Exception:
         env.close()
         raise

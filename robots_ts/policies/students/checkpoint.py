@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from robots_ts.config import ConfigError, EnvConfig, to_dict
 from robots_ts.policies.students.config import StudentNetConfig
-from robots_ts.policies.students.networks import Student
+from robots_ts.policies.students.networks import Student, proprio_fields
 from robots_ts.runs import CorruptFileError, atomic_write, atomic_write_json, read_json, read_run_meta
 
 FORMAT = "robots_ts.student/1"
@@ -51,9 +51,22 @@ def env_config_from_dict(d: dict, source: str = "checkpoint") -> EnvConfig:
                           f"({' '.join(str(exc).split()[:12])}); it was written by another version") from None
 
 
+def student_proprio_fields(env_cfg: EnvConfig, obs_spec: dict) -> dict[str, slice]:
+    """Proprio's fields as a student of ``env_cfg`` reads them: with its task's command, or without
+    one for a multi-task student (which reads the ``task`` group instead)."""
+    from robots_ts.envs.world import resolve_task
+
+    command = () if "task" in obs_spec else resolve_task(env_cfg.task).command_names
+    return proprio_fields(env_cfg.control, command)
+
+
 def build_from_meta(meta: dict) -> Student:
     arch = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(StudentNetConfig), meta["arch"]))
-    model = Student(arch, meta["obs_spec"], int(meta["action_dim"]), tuple(meta["depth_range"]))
+    fields = None
+    if arch.proprio_exclude:
+        env = env_config_from_dict(meta["env"])
+        fields = student_proprio_fields(env, meta["obs_spec"])
+    model = Student(arch, meta["obs_spec"], int(meta["action_dim"]), tuple(meta["depth_range"]), fields)
     model.set_normalization(meta["normalization"])
     return model
 

@@ -31,6 +31,11 @@ class StudentNetConfig:
     # reads far. A clean render has no holes, so it passes unchanged; a noisy one loses the
     # lost-pixel halo round every object, which a student otherwise learns to find things by.
     depth_fill: int = 0
+    # Fields of proprio the network does not read (their columns are zeroed after normalization),
+    # e.g. [prev_action]: a student that reads the action it sent last can learn to repeat it (the
+    # "copycat" shortcut of imitation): labels change little from one step to the next, so the last
+    # action predicts the next one better than the sensors do.
+    proprio_exclude: list[str] = field(default_factory=list)
 
 
 @dataclass

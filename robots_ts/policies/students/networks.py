@@ -88,9 +88,20 @@ class PointEncoder(nn.Module):
         return self.fc(self.shared(pts).max(dim=-2).values)
 
 
+def proprio_fields(control: str, command_names=()) -> dict[str, slice]:
+    """The columns of each proprio field a student reads: the env's layout for ``control`` and the
+    task's command; a multi-task student (no command in its proprio, it reads the ``task`` group)
+    passes none."""
+    from robots_ts.robot.arm import proprio_layout
+
+    return proprio_layout(control, tuple(command_names)).slices()
+
+
 class Student(nn.Module):
     def __init__(self, cfg: StudentNetConfig, obs_spec: dict[str, list[int]], action_dim: int,
-                 depth_range: tuple[float, float] = (0.1, 2.5)):
+                 depth_range: tuple[float, float] = (0.1, 2.5), proprio_fields: dict[str, slice] | None = None):
+        """``proprio_fields`` (:func:`proprio_fields`) names proprio's columns; needed only by
+        ``cfg.proprio_exclude``."""
         super().__init__()
         self.cfg = cfg
         self.obs_spec = {k: list(v) for k, v in obs_spec.items()}
@@ -123,6 +134,9 @@ class Student(nn.Module):
         self.near, self.far = float(depth_range[0]), float(depth_range[1])
         # Normalization lives in the checkpoint's JSON, not the state dict (persistent=False).
         self.register_buffer("proprio_mean", torch.zeros(p_dim), persistent=False)
+        # Derived from the config and the layout, so not in the state dict: 0 on excluded columns.
+        self.register_buffer("proprio_keep", self._proprio_keep(cfg.proprio_exclude, proprio_fields, p_dim),
+                             persistent=False)
         self.register_buffer("proprio_std", torch.ones(p_dim), persistent=False)
         self.register_buffer("aux_mean", torch.zeros(self.aux_dim), persistent=False)
         self.register_buffer("aux_std", torch.ones(self.aux_dim), persistent=False)
@@ -131,6 +145,25 @@ class Student(nn.Module):
         self.register_buffer("depth_std", torch.ones(1), persistent=False)
         self.register_buffer("points_mean", torch.zeros(3), persistent=False)
         self.register_buffer("points_std", torch.ones(3), persistent=False)
+
+    @staticmethod
+    def _proprio_keep(exclude: list[str], fields: dict[str, slice] | None, p_dim: int) -> torch.Tensor:
+        keep = torch.ones(p_dim)
+        if not exclude:
+            return keep
+        if fields is None:
+            raise ValueError(f"student.proprio_exclude {list(exclude)} needs the proprio layout")
+        unknown = [f for f in exclude if f not in fields]
+        if unknown:
+            raise ValueError(f"student.proprio_exclude: unknown proprio field(s) {unknown}; proprio has "
+                             f"{list(fields)}")
+        width = max(sl.stop for sl in fields.values())
+        if width != p_dim:
+            raise ValueError(f"student.proprio_exclude: the proprio layout has {width} columns, the "
+                             f"observation {p_dim}")
+        for f in exclude:
+            keep[fields[f]] = 0.0
+        return keep
 
     @property
     def recurrent(self) -> bool:
@@ -169,7 +202,7 @@ class Student(nn.Module):
                history: torch.Tensor | None = None) -> torch.Tensor:
         """(B*T, P), (B*T, ...), task (B*T, K) of a multi-task student, history (B*T, H) of a student
         that reads it -> fused features (B*T, F)."""
-        p = (proprio - self.proprio_mean) / self.proprio_std
+        p = (proprio - self.proprio_mean) / self.proprio_std * self.proprio_keep
         if self.task_dim:
             if task is None:
                 raise ValueError(f"this student serves several tasks: it reads the 'task' group "
