@@ -142,9 +142,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 0, num_en
 
 def episodes_digest(records: list[dict]) -> str:
     """SHA-256 of each world's counted episodes' task parameters, in order: two evaluations with the
-    same digest ran the same held-out episodes. Benches compare digests rather than assume it: a
-    world's generator also draws during a point-cloud episode (the cloud's random subset), so there
-    the episodes after a world's first depend on the policy."""
+    same digest ran the same held-out episodes. Benches compare digests rather than assume it."""
     import hashlib
     import json
 

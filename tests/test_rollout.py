@@ -82,3 +82,31 @@ def test_rollout_policy_writes_a_video_of_world_0(tmp_path):
     frames = imageio.mimread(res["video"])
     # One frame per step of world 0's first episode, at most the episode's length.
     assert 1 <= len(frames) <= 60 and frames[0].shape[:2] == (256, 256)
+
+
+def test_point_cloud_episodes_do_not_depend_on_the_policy():
+    """Held-out episodes are the same for every policy evaluated with a seed, point clouds too. How
+    many draws a cloud's random subset takes depends on what is in view, so on the policy; here one
+    run makes world 0 draw extra clouds, and its episodes' parameters stay those of the other run."""
+    from robots_ts.config import PointsConfig
+    from robots_ts.envs import make_batched_env
+    from robots_ts.evaluate import episodes_digest
+
+    cfg = EnvConfig(task="Push", num_envs=2, episode_steps=4, obs_groups=["proprio", "points"], num_threads=1,
+                    points=PointsConfig(num_points=128, width=48, height=48, crop_low=[0.25, -0.45, -0.02],
+                                        crop_high=[0.85, 0.45, 0.1]))   # fewer voxels than points: copies drawn
+    digests = []
+    for extra in (0, 3):
+        env = make_batched_env(cfg, seed=5)
+
+        def after_step(t, dones, infos):
+            for _ in range(extra):
+                env.world._post(0)        # world 0's cloud again, as if more of the scene were in view
+
+        try:
+            records = run_episodes(env, lambda obs: np.zeros((2, 4), np.float32), quota=np.array([3, 3]), seed=5,
+                                   after_step=after_step)
+        finally:
+            env.close()
+        digests.append(episodes_digest(records))
+    assert digests[0] == digests[1]

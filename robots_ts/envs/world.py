@@ -115,7 +115,7 @@ class WorldBatch:
                                          downsample=pc.downsample, far=self.cfg.depth.far,
                                          table_fit=pc.table_fit)
             img = images["points"] if "points" in images else images["depth"]
-            self._post = lambda i: self.cloud(img[i], self.rngs[i], self.points[i])
+            self._post = lambda i: self.cloud(img[i], self.cloud_rngs[i], self.points[i])
         self.renders = bool(images)
 
     def _init_randomization(self) -> None:
@@ -155,12 +155,16 @@ class WorldBatch:
 
     def seed(self, seed: int | None) -> None:
         n = self.num_envs
-        children = np.random.SeedSequence(seed).spawn(2 * n + 1)
+        children = np.random.SeedSequence(seed).spawn(3 * n + 1)
         self.rngs = [np.random.default_rng(s) for s in children[:n]]        # one per world: the task's draws
         self.noise_rng = np.random.default_rng(children[n])                 # per-step sensor and action noise
         # One more per world for the randomizers' per-episode draws: a world's task parameters and
         # start pose are the same whatever randomization it runs under (paired evaluations).
-        self.rand_rngs = [np.random.default_rng(s) for s in children[n + 1:]]
+        self.rand_rngs = [np.random.default_rng(s) for s in children[n + 1:2 * n + 1]]
+        # And one per world for the point cloud's random subset, whose draws depend on how much of
+        # the scene is in view, so on the policy: kept off the task's stream, every policy
+        # evaluated with a seed meets the same episodes.
+        self.cloud_rngs = [np.random.default_rng(s) for s in children[2 * n + 1:]]
         if self.adr_dims and self.adr_sampler is None:   # built once: it learns over the whole run
             from robots_ts.sim2real.randomization.adr import make_adr_sampler
 

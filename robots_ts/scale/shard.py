@@ -22,18 +22,20 @@ from robots_ts.faults import fault_point
 
 def share_generators(seed, first: int, count: int, total: int, shard: int = 0, shards: int = 1):
     """The generators :meth:`robots_ts.envs.world.WorldBatch.seed` gives worlds ``first ..
-    first + count - 1`` of a batch of ``total``: (task generators, randomization generators, the
-    per-step noise generator). The layout is WorldBatch's: one SeedSequence spawns ``2 total + 1``
-    children, the task generators by world index, then the batch's noise, then the randomizers'.
+    first + count - 1`` of a batch of ``total``: (task generators, randomization generators, point
+    cloud generators, the per-step noise generator). The layout is WorldBatch's: one SeedSequence
+    spawns ``3 total + 1`` children, the task generators by world index, then the batch's noise,
+    then the randomizers' and the clouds' by world index.
 
     The per-step sensor and action noise is one stream per batch in WorldBatch; a single shard
     gets exactly that stream, and shard ``k`` of several gets child ``k`` of it (with per-step
     noise on, trajectories then depend on the split; the task and randomization draws do not)."""
-    children = np.random.SeedSequence(seed).spawn(2 * total + 1)
+    children = np.random.SeedSequence(seed).spawn(3 * total + 1)
     rngs = [np.random.default_rng(s) for s in children[first:first + count]]
     rand = [np.random.default_rng(s) for s in children[total + 1 + first: total + 1 + first + count]]
+    cloud = [np.random.default_rng(s) for s in children[2 * total + 1 + first: 2 * total + 1 + first + count]]
     noise = children[total] if shards == 1 else children[total].spawn(shards)[shard]
-    return rngs, rand, np.random.default_rng(noise)
+    return rngs, rand, cloud, np.random.default_rng(noise)
 
 
 def split_worlds(total: int, shards: int) -> list[tuple[int, int]]:
@@ -114,18 +116,19 @@ class EnvShard:
 
     def seed(self, seed) -> None:
         w = self.env.world
-        w.rngs, w.rand_rngs, w.noise_rng = share_generators(seed, self.first, self.count, self.total,
-                                                            self.shard, self.shards)
+        w.rngs, w.rand_rngs, w.cloud_rngs, w.noise_rng = share_generators(
+            seed, self.first, self.count, self.total, self.shard, self.shards)
 
     def rng_states(self) -> dict:
         w = self.env.world
         return {"rngs": [rng_state(g) for g in w.rngs], "rand_rngs": [rng_state(g) for g in w.rand_rngs],
-                "noise_rng": rng_state(w.noise_rng)}
+                "cloud_rngs": [rng_state(g) for g in w.cloud_rngs], "noise_rng": rng_state(w.noise_rng)}
 
     def set_rng_states(self, states: dict) -> None:
         w = self.env.world
         w.rngs = [generator(s) for s in states["rngs"]]
         w.rand_rngs = [generator(s) for s in states["rand_rngs"]]
+        w.cloud_rngs = [generator(s) for s in states["cloud_rngs"]]
         if states.get("noise_rng") is not None:
             w.noise_rng = generator(states["noise_rng"])
 

@@ -17,20 +17,22 @@ def test_worlds_split_contiguously_earlier_shares_larger():
 
 
 def test_a_share_gets_the_generators_the_whole_batch_gives_its_worlds():
-    """WorldBatch.seed spawns 2N+1 children of one SeedSequence: task generators by world index,
-    the batch's noise, then the randomizers' by world index."""
+    """WorldBatch.seed spawns 3N+1 children of one SeedSequence: task generators by world index,
+    the batch's noise, then the randomizers' and the point clouds' by world index."""
     n, seed = 6, 17
-    children = np.random.SeedSequence(seed).spawn(2 * n + 1)
+    children = np.random.SeedSequence(seed).spawn(3 * n + 1)
     whole = [np.random.default_rng(s).random() for s in children[:n]]
-    rand = [np.random.default_rng(s).random() for s in children[n + 1:]]
-    got_task, got_rand = [], []
+    rand = [np.random.default_rng(s).random() for s in children[n + 1:2 * n + 1]]
+    cloud = [np.random.default_rng(s).random() for s in children[2 * n + 1:]]
+    got_task, got_rand, got_cloud = [], [], []
     for k, (first, count) in enumerate(split_worlds(n, 4)):
-        rngs, rand_rngs, _ = share_generators(seed, first, count, n, k, 4)
+        rngs, rand_rngs, cloud_rngs, _ = share_generators(seed, first, count, n, k, 4)
         got_task += [g.random() for g in rngs]
         got_rand += [g.random() for g in rand_rngs]
-    assert got_task == whole and got_rand == rand
+        got_cloud += [g.random() for g in cloud_rngs]
+    assert got_task == whole and got_rand == rand and got_cloud == cloud
     # One share is the whole batch: its per-step noise stream is the batch's.
-    _, _, noise = share_generators(seed, 0, n, n)
+    _, _, _, noise = share_generators(seed, 0, n, n)
     assert noise.random() == np.random.default_rng(children[n]).random()
 
 

@@ -305,6 +305,7 @@ def capture_state(cb: TeacherCallback, step: int) -> dict:
             "numpy_rng_pos": int(np.random.get_state()[2]),
             "world_rngs": [r.bit_generator.state for r in env.world.rngs],
             "randomization_rngs": [r.bit_generator.state for r in env.world.rand_rngs],
+            "cloud_rngs": [r.bit_generator.state for r in env.world.cloud_rngs],
             "noise_rng": env.world.noise_rng.bit_generator.state,
             "curriculum": sampler.state_dict() if sampler is not None else None,
             "adr": env.world.adr_sampler.state_dict() if env.world.adr_sampler is not None else None,
@@ -317,6 +318,8 @@ def restore_state(state: dict, env: BatchedEnv, cb_state: dict) -> None:
     for r, s in zip(env.world.rngs, state["world_rngs"]):
         r.bit_generator.state = s
     for r, s in zip(env.world.rand_rngs, state.get("randomization_rngs", [])):   # absent before randomization
+        r.bit_generator.state = s
+    for r, s in zip(env.world.cloud_rngs, state.get("cloud_rngs", [])):          # absent before their own stream
         r.bit_generator.state = s
     if "noise_rng" in state:
         env.world.noise_rng.bit_generator.state = state["noise_rng"]
