@@ -68,6 +68,7 @@ class DriverWorld:
             self._fetched = states
             self._mirror = {"rngs": [generator(s) for st in states for s in st["rngs"]],
                             "rand_rngs": [generator(s) for st in states for s in st["rand_rngs"]],
+                            "cloud_rngs": [generator(s) for st in states for s in st["cloud_rngs"]],
                             "noise_rng": generator(states[0]["noise_rng"])}
         return self._mirror
 
@@ -77,8 +78,10 @@ class DriverWorld:
             return False
         flat_rngs = [s for st in old for s in st["rngs"]]
         flat_rand = [s for st in old for s in st["rand_rngs"]]
+        flat_cloud = [s for st in old for s in st["cloud_rngs"]]
         return (any(rng_state(g) != s for g, s in zip(m["rngs"], flat_rngs))
                 or any(rng_state(g) != s for g, s in zip(m["rand_rngs"], flat_rand))
+                or any(rng_state(g) != s for g, s in zip(m["cloud_rngs"], flat_cloud))
                 or rng_state(m["noise_rng"]) != old[0]["noise_rng"])
 
     @property
@@ -88,6 +91,10 @@ class DriverWorld:
     @property
     def rand_rngs(self) -> list[np.random.Generator]:
         return self._generators()["rand_rngs"]
+
+    @property
+    def cloud_rngs(self) -> list[np.random.Generator]:
+        return self._generators()["cloud_rngs"]
 
     @property
     def noise_rng(self) -> np.random.Generator:
@@ -103,6 +110,7 @@ class DriverWorld:
         for k, sl in enumerate(pool.slices):
             states = {"rngs": [rng_state(g) for g in m["rngs"][sl]],
                       "rand_rngs": [rng_state(g) for g in m["rand_rngs"][sl]],
+                      "cloud_rngs": [rng_state(g) for g in m["cloud_rngs"][sl]],
                       "noise_rng": rng_state(m["noise_rng"]) if k == 0 else None}
             pool.call_again(k, "set_rng_states", states)
         self._mirror = self._fetched = None

@@ -193,7 +193,7 @@ def test_observations_and_targets_match_the_env(tmp_path_factory, name, encoding
     snaps = []
     if encoder == "points":   # the runtime subsamples with the generator state the env's maker had
         post = w._post
-        w._post = lambda i: (snaps.append(copy.deepcopy(w.rngs[i])), post(i))
+        w._post = lambda i: (snaps.append(copy.deepcopy(w.cloud_rngs[i])), post(i))
     try:
         w.reset_worlds([0])
         clock = FakeClock()
@@ -287,7 +287,7 @@ def test_points_from_a_base_frame_cloud_match_the_env(tmp_path_factory):
     w = WorldBatch(env_config("Reach", "points", "ee"), seed=2)
     snaps = []
     post = w._post
-    w._post = lambda i: (snaps.append(copy.deepcopy(w.rngs[i])), post(i))
+    w._post = lambda i: (snaps.append(copy.deepcopy(w.cloud_rngs[i])), post(i))
     try:
         w.reset_worlds([0])
         clock = FakeClock()
