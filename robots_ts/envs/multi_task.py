@@ -59,6 +59,30 @@ def split_worlds(num_envs: int, shares: dict[str, float]) -> dict[str, int]:
     return {t: int(c) for t, c in zip(tasks, counts)}
 
 
+def task_commands(tasks) -> dict[str, tuple[str, ...]]:
+    """Each task's command names, tasks in the ``task`` group's (sorted) order."""
+    from robots_ts.envs.world import resolve_task
+
+    return {t: tuple(resolve_task(t).command_names) for t in sorted(tasks)}
+
+
+def task_vector(tasks, task: str, command=()) -> np.ndarray:
+    """The ``task`` group's row of one world of ``task`` among ``tasks``: the one-hot task id, then
+    ``command`` zero-padded to the widest command of the tasks (what a robot runtime feeds a
+    multi-task student)."""
+    commands = task_commands(tasks)
+    names = list(commands)
+    if task not in commands:
+        raise ValueError(f"task {task!r} is not one of {names}")
+    command = np.asarray(command, dtype=np.float64).reshape(-1)
+    if len(command) != len(commands[task]):
+        raise ValueError(f"task {task} takes the command {list(commands[task])}, got {command.tolist()}")
+    row = np.zeros(len(names) + max(len(c) for c in commands.values()), np.float32)
+    row[names.index(task)] = 1.0
+    row[len(names):len(names) + len(command)] = command
+    return row
+
+
 def task_group(name: str, group: str) -> str:
     """The key of task ``name``'s own observation group ``group`` (what its teacher reads)."""
     return f"{name}/{group}"

@@ -69,12 +69,15 @@ class PolicyRuntime:
     ``export_dir``: an ONNX export (``robots-ts export RUN_DIR``) of a student (proprio + depth or
     points, and the history of its actions when it reads one). ``dry_run`` (default): commands are
     computed and logged, never sent. ``command``: the task command (e.g. the Push goal, base frame)
-    when the task has one. ``resample``: allow a point-cloud student's depth camera to have other
+    when the task has one. ``task``: which task a multi-task student is asked to do (one of
+    ``manifest.source.tasks``; its ``task`` group is then that task's one-hot id and command).
+    ``resample``: allow a point-cloud student's depth camera to have other
     intrinsics (resampled nearest).
     ``joint_limit_margin``: rad inside the URDF's soft limits. ``log``: a callable taking one line.
     """
 
-    def __init__(self, export_dir, *, dry_run: bool = True, command=None, velocity_limit_scale: float = 1.0,
+    def __init__(self, export_dir, *, dry_run: bool = True, command=None, task: str | None = None,
+                 velocity_limit_scale: float = 1.0,
                  soft_start_s: float = 2.0, watchdog_periods: float = 3.0, depth_max_age_s: float | None = None,
                  clock: Callable[[], float] = time.monotonic, log: Callable[[str], None] | None = None,
                  resample: bool = False, joint_limit_margin: float = 0.0, seed: int = 0, threads: int = 1):
@@ -135,9 +138,29 @@ class PolicyRuntime:
         self.joints = JointMap(rob.arm_joints, rob.finger_joints)
         self.joint_names = list(rob.arm_joints)
 
-        # Observations: the proprio layout, the task command, the sensor group.
-        fields = {f.field: f for f in man.observations["proprio"].fields}
-        self.command_names = list(fields["command"].names) if "command" in fields else []
+        # Observations: the proprio layout, the task (a multi-task student's) and its command, the sensor group.
+        self.tasks = list(man.source.tasks or [])
+        self.task = self.task_row = self.task_command_at = None
+        if "task" in man.obs_groups:
+            if not self.tasks:
+                raise DeployError(f"{self.export_dir}: the policy reads a 'task' group but the manifest names no "
+                                  "tasks (source.tasks); export the run again")
+            if task not in self.tasks:
+                raise DeployError(f"{self.export_dir} serves several tasks {self.tasks}: "
+                                  f"{'choose one (task=..., --task)' if task is None else f'not {task!r}'}")
+            self.task = task
+            fields = {f.field: f for f in man.observations["task"].fields}
+            key = f"{task}.command"
+            # The row as the manifest lays it out: the one-hot id, then the command's columns.
+            self.task_row = np.zeros(int(np.prod(man.observations["task"].shape)), np.float32)
+            self.task_row[fields["task_id"].start + list(fields["task_id"].names).index(task)] = 1.0
+            self.task_command_at = fields[key].start if key in fields else None
+        else:
+            if task is not None and task != man.source.task:
+                raise DeployError(f"{self.export_dir} is a {man.source.task} policy; it cannot do task {task!r}")
+            fields = {f.field: f for f in man.observations["proprio"].fields}
+            key = "command"
+        self.command_names = list(fields[key].names) if key in fields else []
         self.command = np.zeros(0)
         self.set_command(command)
         self.sensor = next((g for g in man.obs_groups if g in ("depth", "points")), None)
@@ -181,18 +204,21 @@ class PolicyRuntime:
         return self.interventions.counters
 
     def set_command(self, command) -> None:
-        """The task command (``manifest.observations['proprio']`` field ``command``), e.g. a goal."""
+        """The task command (``manifest.observations['proprio']`` field ``command``, or a multi-task
+        student's ``task`` field ``<Task>.command``), e.g. a goal."""
+        what = self.task or self.manifest.source.task
         if not self.command_names:
             if command is not None and len(np.atleast_1d(command)):
-                raise DeployError(f"the {self.manifest.source.task} policy takes no task command, got {command}")
-            return
-        if command is None:
-            raise DeployError(f"the {self.manifest.source.task} policy reads a task command {self.command_names} "
-                              "(pass command=[...])")
-        c = np.asarray(command, dtype=np.float64).reshape(-1)
-        if len(c) != len(self.command_names) or not np.all(np.isfinite(c)):
-            raise DeployError(f"task command {c.tolist()} does not fit {self.command_names}")
-        self.command = c
+                raise DeployError(f"the {what} policy takes no task command, got {command}")
+        else:
+            if command is None:
+                raise DeployError(f"the {what} policy reads a task command {self.command_names} (pass command=[...])")
+            c = np.asarray(command, dtype=np.float64).reshape(-1)
+            if len(c) != len(self.command_names) or not np.all(np.isfinite(c)):
+                raise DeployError(f"task command {c.tolist()} does not fit {self.command_names}")
+            self.command = c
+            if self.task_command_at is not None:
+                self.task_row[self.task_command_at:self.task_command_at + len(c)] = c
 
     def _error_once(self, message: str) -> None:
         if message not in self._errors:
@@ -293,7 +319,11 @@ class PolicyRuntime:
         q, qd, f = self._joint[:3]
         if ee_pos is None:
             ee_pos = self.tcp_state()[0]
-        obs = {"proprio": np.concatenate([q, qd, f, ee_pos, self.prev_action, self.command])[None].astype(np.float32)}
+        if self.task_row is None:
+            obs = {"proprio": np.concatenate([q, qd, f, ee_pos, self.prev_action, self.command])[None].astype(np.float32)}
+        else:       # a multi-task student: the command is in its task row
+            obs = {"proprio": np.concatenate([q, qd, f, ee_pos, self.prev_action])[None].astype(np.float32),
+                   "task": self.task_row[None]}
         if self.history is not None:
             obs["history"] = self.history.reshape(1, -1).astype(np.float32)
         if self.sensor is not None:

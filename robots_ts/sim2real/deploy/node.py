@@ -74,6 +74,7 @@ class DeployOptions:
     joint_limit_margin: float = 0.0
     resample: bool = False
     command: list[float] | None = None      # the task command, when the task has one
+    task: str | None = None                 # the task a multi-task student is asked to do
     duration_s: float | None = None         # stop after this long (tests, benchmarks)
     stats: str | None = None
     tick_log: str | None = None
@@ -98,7 +99,7 @@ class DeployOptions:
 def make_runtime(opts: DeployOptions, log=None, clock=time.monotonic):
     from robots_ts.sim2real.deploy.core import PolicyRuntime
 
-    return PolicyRuntime(opts.export_dir, dry_run=opts.dry_run, command=opts.command,
+    return PolicyRuntime(opts.export_dir, dry_run=opts.dry_run, command=opts.command, task=opts.task,
                          velocity_limit_scale=opts.velocity_limit_scale, soft_start_s=opts.soft_start_s,
                          watchdog_periods=opts.watchdog_periods, depth_max_age_s=opts.depth_max_age_s, clock=clock,
                          log=log, resample=opts.resample, joint_limit_margin=opts.joint_limit_margin)
@@ -441,6 +442,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--joint-limit-margin", type=float, default=0.0, metavar="RAD")
     ap.add_argument("--task-command", dest="command", type=float, nargs="+", metavar="X",
                     help="the task command (e.g. a goal) when the policy reads one")
+    ap.add_argument("--task", metavar="TASK", help="the task a multi-task student is asked to do (one of the "
+                    "manifest's source.tasks)")
     ap.add_argument("--duration", dest="duration_s", type=float, metavar="S", help="stop after S seconds")
     ap.add_argument("--stats", metavar="FILE", help="write publish times, jitter and counters as JSON at exit")
     ap.add_argument("--tick-log", metavar="FILE", help="one JSON line per tick")

@@ -43,31 +43,55 @@ def command_units(names: tuple[str, ...]) -> str:
     return "task-defined" if names else "none (the task has no command)"
 
 
-def proprio_group(env_cfg: EnvConfig, shape) -> GroupSpec:
+def proprio_group(env_cfg: EnvConfig, shape, tasks=None) -> GroupSpec:
+    """``tasks``: a multi-task policy's, whose proprio holds no command (it reads it in ``task``)."""
     from robots_ts.envs.world import resolve_task
     from robots_ts.robot.arm import proprio_layout
 
-    task = resolve_task(env_cfg.task)
-    layout = proprio_layout(env_cfg.control, task.command_names)
+    names = () if tasks else resolve_task(env_cfg.task).command_names
+    layout = proprio_layout(env_cfg.control, names)
     fields = [FieldSpec(d["field"], d["start"], d["stop"], d["names"],
-                        PROPRIO_UNITS.get(d["field"]) or command_units(task.command_names))
+                        PROPRIO_UNITS.get(d["field"]) or command_units(names))
               for d in layout.to_dict()]
+    what = "+".join(sorted(tasks)) if tasks else env_cfg.task
     if layout.dim != shape[0]:
-        raise ValueError(f"the policy reads proprio of size {shape[0]}, the {env_cfg.task} env's layout has "
+        raise ValueError(f"the policy reads proprio of size {shape[0]}, the {what} env's layout has "
                          f"{layout.dim} ({env_cfg.control} control)")
+    command = "; the task command is in 'task'" if tasks else " and the task command"
     return GroupSpec("proprio", [int(s) for s in shape], "float32", "per field", BASE_FRAME,
                      "joint positions, joint velocities, finger positions, TCP position, the previous action "
                      "the policy sent (clipped, before any delay or noise; zeros with the gripper at +1 at "
-                     "an episode start) and the task command", fields)
+                     f"an episode start){command}", fields)
 
 
-def observation_groups(env_cfg: EnvConfig, shapes: dict[str, list[int]]) -> dict[str, GroupSpec]:
-    """A GroupSpec per group the policy reads, ``shapes`` per sample (without the batch dimension)."""
+def task_group(tasks, shape) -> GroupSpec:
+    """A multi-task policy's ``task`` group (robots_ts.envs.multi_task.task_vector): the one-hot
+    task id, then the task's command zero-padded; field ``<Task>.command`` per task with one."""
+    from robots_ts.envs.multi_task import task_commands
+
+    commands = task_commands(tasks)
+    k = len(commands)
+    width = k + max(len(c) for c in commands.values())
+    if [int(s) for s in shape] != [width]:
+        raise ValueError(f"the policy reads a 'task' group of shape {list(shape)}; tasks {list(commands)} make "
+                         f"it [{width}]")
+    fields = [FieldSpec("task_id", 0, k, list(commands), "one-hot: 1 for the task asked, 0 for the others")]
+    fields += [FieldSpec(f"{t}.command", k, k + len(c), list(c), command_units(c)) for t, c in commands.items() if c]
+    return GroupSpec("task", [width], "float32", "per field", BASE_FRAME,
+                     f"which task the policy is asked to do: one-hot over {list(commands)}, then that task's "
+                     f"command in columns {k}-{width - 1}, zero-padded (zeros for a task without one)", fields)
+
+
+def observation_groups(env_cfg: EnvConfig, shapes: dict[str, list[int]], tasks=None) -> dict[str, GroupSpec]:
+    """A GroupSpec per group the policy reads, ``shapes`` per sample (without the batch dimension);
+    ``tasks``: those of a multi-task policy."""
     out = {}
     for name, shape in shapes.items():
         shape = [int(s) for s in shape]
         if name == "proprio":
-            out[name] = proprio_group(env_cfg, shape)
+            out[name] = proprio_group(env_cfg, shape, tasks)
+        elif name == "task" and tasks:
+            out[name] = task_group(tasks, shape)
         elif name == "depth":
             d = env_cfg.depth
             out[name] = GroupSpec(name, shape, "float32", "m", f"camera {d.camera!r}",
@@ -173,10 +197,11 @@ def action_spec(arm, control: str) -> ActionSpec:
         semantics=semantics + "; actions are clipped to [-1, 1] first, and non-finite actions are refused")
 
 
-def control_spec(env_cfg: EnvConfig, action_dim: int) -> ControlSpec:
+def control_spec(env_cfg: EnvConfig, action_dim: int, tasks=None) -> ControlSpec:
+    """``tasks``: a multi-task policy's; its episode length is its longest task's."""
     from robots_ts.envs.world import resolve_task
 
-    steps = int(env_cfg.episode_steps or resolve_task(env_cfg.task).episode_steps)
+    steps = int(env_cfg.episode_steps or max(resolve_task(t).episode_steps for t in (tasks or [env_cfg.task])))
     prev = [0.0] * action_dim
     prev[-1] = 1.0
     return ControlSpec(hz=float(env_cfg.control_hz), period_s=1.0 / float(env_cfg.control_hz), episode_steps=steps,

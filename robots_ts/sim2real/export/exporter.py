@@ -166,7 +166,8 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     if action_dim != arm.action_dim:
         raise ValueError(f"{run_dir}: the policy outputs {action_dim} actions, {env_cfg.control} control takes "
                          f"{arm.action_dim}")
-    groups = describe.observation_groups(env_cfg, graph.shapes)
+    tasks = sorted(getattr(policy, "task_shares", None) or {}) or None     # a multi-task student's
+    groups = describe.observation_groups(env_cfg, graph.shapes, tasks)
     inputs = [TensorSpec(k, graph.shapes[k], "float32", f"observation group {k!r}, {groups[k].units}")
               for k in graph.groups]
     outputs = [TensorSpec(ACTION, [arm.action_dim], "float32",
@@ -185,7 +186,8 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     ck_file = getattr(policy, "checkpoint", None) or _student_checkpoint(run_dir, checkpoint)
     man = Manifest(
         format=FORMAT,
-        source=SourceSpec(run_dir=str(run_dir.resolve()), kind=kind, task=env_cfg.task, backend=env_cfg.backend,
+        source=SourceSpec(run_dir=str(run_dir.resolve()), kind=kind, task="+".join(tasks) if tasks else env_cfg.task,
+                          tasks=tasks, backend=env_cfg.backend,
                           checkpoint=str(checkpoint), checkpoint_file=str(Path(ck_file).resolve()),
                           created=str(meta.get("created", "")), exported=time.strftime("%Y-%m-%dT%H:%M:%S"),
                           robots_ts_version=__version__, encoder=meta.get("encoder") or _encoder(graph.groups),
@@ -195,7 +197,7 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
         obs_groups=list(graph.groups),
         observations=groups,
         action=describe.action_spec(arm, env_cfg.control),
-        control=describe.control_spec(env_cfg, arm.action_dim),
+        control=describe.control_spec(env_cfg, arm.action_dim, tasks),
         policy=PolicySpec(file=policy_file.name, format=fmt, sha256=sha256_of(policy_file), inputs=inputs,
                           outputs=outputs, dynamic_batch=True, exporter=exporter,
                           parity=ParitySpec(atol=PARITY_ATOL, max_abs_diff=diff,

@@ -11,7 +11,8 @@ compute what ``act`` computes, not a re-derivation of it:
   :class:`~robots_ts.policies.teacher.load.ObsNormalizer` (then cast to float32);
 - :class:`StudentGraph`: :meth:`Student.encode` (depth: NaN, inf and 0 read as far, clipping to
   [near, far], the pixel or range normalization; points and proprio: standardization; ``history``,
-  when the student reads it, an input of that name joining proprio as is), the optional GRU step,
+  when the student reads it, an input of that name joining proprio as is, and so does a multi-task
+  student's ``task``), the optional GRU step,
   the head and the mean (a fine-tuned student is exported as one);
 - :class:`ResidualGraph`: a residual run's base graph and residual actor together, the executed
   action ``clip(a_base + alpha * clip(r, -1, 1), -1, 1)``.
@@ -109,12 +110,17 @@ class TeacherGraph(nn.Module):
 class StudentGraph(nn.Module):
     """A distilled student (robots_ts.policies.students.networks.Student), one step of it."""
 
-    def __init__(self, model):
+    def __init__(self, model, tasks=None):
         super().__init__()
         self.model = model.to("cpu").eval()
-        # The inputs are named after their groups: a robot runtime feeds "history" by that name.
-        # A multi-task student's "task" is left out: encode then names the group it misses.
-        self.groups = ("proprio", model.encoder_group, *(("history",) if model.history_dim else ()))
+        # The inputs are named after their groups: a robot runtime feeds "history" and a multi-task
+        # student's "task" (one-hot task id and command, robots_ts.envs.multi_task.task_vector) by name.
+        self.tasks = sorted(tasks) if tasks else []
+        if bool(model.task_dim) != bool(self.tasks):
+            raise ValueError(f"a student reading {model.task_dim} 'task' columns is exported with its tasks, got "
+                             f"{self.tasks}")
+        self.groups = ("proprio", model.encoder_group, *(("task",) if model.task_dim else ()),
+                       *(("history",) if model.history_dim else ()))
         self.shapes = {k: list(model.obs_spec[k]) for k in self.groups}
         self.recurrent_size = int(model.cfg.gru_hidden) if model.recurrent else 0
 
@@ -131,7 +137,7 @@ class StudentGraph(nn.Module):
         m = self.model
         obs = dict(zip(self.groups, inputs))
         hidden = inputs[len(self.groups)] if m.gru is not None else None
-        core = m.encode(obs["proprio"], obs[m.encoder_group], history=obs.get("history"))
+        core = m.encode(obs["proprio"], obs[m.encoder_group], task=obs.get("task"), history=obs.get("history"))
         if m.gru is not None:
             # StudentPolicy's one-step forward: the state it keeps between calls, zeros at an episode start.
             hidden = m.gru(core, hidden)
@@ -158,6 +164,12 @@ class StudentGraph(nn.Module):
                              ).astype(np.float32)
         if "history" in self.groups:        # actions sent: anywhere in the action bounds
             out["history"] = rng.uniform(-1, 1, (n, *self.shapes["history"])).astype(np.float32)
+        if "task" in self.groups:           # a task each, its command anywhere in a metre of the base
+            from robots_ts.envs.multi_task import task_commands, task_vector
+
+            commands = task_commands(self.tasks)
+            picks = rng.choice(self.tasks, n)
+            out["task"] = np.stack([task_vector(self.tasks, t, rng.uniform(-1, 1, len(commands[t]))) for t in picks])
         return out
 
 
@@ -216,7 +228,7 @@ def policy_graph(policy) -> TeacherGraph | StudentGraph | ResidualGraph:
     if isinstance(policy, Teacher):
         return TeacherGraph(policy)
     if isinstance(policy, StudentPolicy):
-        return StudentGraph(policy.model)
+        return StudentGraph(policy.model, policy.task_shares)
     if isinstance(policy, RefinedPolicy):
         return ResidualGraph(policy)
     raise ValueError(f"cannot export a {type(policy).__name__}: export knows PPO teachers, distilled students "

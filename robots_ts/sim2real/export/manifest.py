@@ -99,6 +99,7 @@ class SourceSpec:
     encoder: Optional[str] = None       # students: depth | points
     base: Optional[str] = None          # residual and finetune runs: the base student's run directory
     alpha: Optional[list[float]] = None  # residual runs: the residual's scale per action dimension
+    tasks: Optional[list[str]] = None   # a multi-task student: its tasks, in the 'task' group's one-hot order
 
 
 @dataclass(frozen=True)
