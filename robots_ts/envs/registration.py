@@ -10,7 +10,7 @@ from __future__ import annotations
 
 # The keys of robots_ts.envs.tasks.TASKS, spelled out so that registering does not import the task
 # modules (they load MuJoCo); a test keeps the two equal.
-TASK_NAMES = ("Reach", "Push", "Lift", "PushPrecise")
+TASK_NAMES = ("Reach", "Push", "Lift", "PushPrecise", "PegInsert")
 ENTRY_POINT = "robots_ts.envs.gym_env:RobotsTsEnv"
 
 

@@ -39,6 +39,9 @@ class WorldBatch:
 
         check_env_config(cfg)  # every construction parameter, each error naming its key
         task_cls = resolve_task(cfg.task)
+        if cfg.backend in task_cls.unsupported_backends:
+            raise ValueError(f"env.backend={cfg.backend!r}: task {task_cls.name} does not run on it: "
+                             f"{task_cls.unsupported_backends[cfg.backend]}")
         self.cfg = cfg
         self.groups = tuple(dict.fromkeys(cfg.obs_groups))
         self.num_envs = n = int(cfg.num_envs)

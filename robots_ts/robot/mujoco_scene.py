@@ -191,14 +191,15 @@ def _mj_size(size) -> list[float]:
 
 def add_body(spec: mujoco.MjSpec, b: Body) -> None:
     """A task object: a free body (free joint, body and joint named ``b.name``, colliding with the
-    arm, the table and other objects) or a mocap marker nothing collides with."""
+    arm, the table and other objects), a fixture (a mocap body whose geoms collide with the arm and
+    the free bodies) or a mocap marker nothing collides with."""
     body = spec.worldbody.add_body(name=b.name, pos=list(b.pos), mocap=not b.free)
     if b.free:
         body.add_freejoint(name=b.name)
     for k, sh in enumerate(b.shapes):
         kw = dict(name=sh.name, type=_GEOM_TYPES[sh.kind], size=_mj_size(sh.size), pos=list(sh.offset),
                   rgba=list(sh.rgba), group=GROUP_SCENE if sh.depth else GROUP_HIDDEN)
-        if b.free:
+        if b.collides:
             kw.update(contype=OBJECT_CONTYPE, conaffinity=OBJECT_CONAFFINITY, condim=4, friction=list(b.friction))
             kw["mass"] = b.mass if k == 0 else 0.0
         else:

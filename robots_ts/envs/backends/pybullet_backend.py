@@ -29,6 +29,7 @@ The scene is the same as MuJoCo's, built from the same descriptions:
   GPU the eglRenderer plugin falls back to Mesa's software path and is an order slower.
 
 Markers hidden from depth (Push's goal disc) are not built here, so colour frames do not show them.
+A fixture (PegInsert's hole) is one static body per shape, all placed at the fixture's pose.
 A world whose state turns non-finite is rebuilt at its last reset and flagged as diverged.
 """
 from __future__ import annotations
@@ -156,6 +157,12 @@ def linear_depth(buffer: np.ndarray, near: float, far: float) -> np.ndarray:
     return far * near / (far - (far - near) * buffer)
 
 
+def _uids(built) -> tuple[int, ...]:
+    """The pybullet bodies of one task body: a free body or marker is one (-1 for a marker depth
+    does not see), a fixture one per shape."""
+    return tuple(built) if isinstance(built, tuple) else ((built,) if built >= 0 else ())
+
+
 class _Worlds:
     """The pybullet worlds of one process: builds, resets, steps, gathers and renders them."""
 
@@ -251,6 +258,21 @@ class _Worlds:
                 dyn["localInertiaDiagonal"] = box_inertia(mass, size).tolist()
             p.changeDynamics(uid, -1, physicsClientId=c, **dyn)
             return uid
+        if body.fixture:
+            # One static body (mass 0) per shape, all with the fixture's pose as their origin, the
+            # shape's offset in its own frame.
+            uids = []
+            for sh, size, off in shapes:
+                args = self._shape_args(sh.kind, size)
+                col = p.createCollisionShape(collisionFramePosition=off, physicsClientId=c, **args)
+                vis = (p.createVisualShape(visualFramePosition=off, rgbaColor=sh.rgba, physicsClientId=c, **args)
+                       if sh.depth else -1)
+                uid = p.createMultiBody(0.0, col, vis, basePosition=body.pos, physicsClientId=c)
+                p.changeDynamics(uid, -1, lateralFriction=max(friction, TABLE_FRICTION[0]),
+                                 spinningFriction=body.friction[1], rollingFriction=body.friction[2],
+                                 physicsClientId=c)
+                uids.append(uid)
+            return tuple(uids)
         if not shown:
             return -1
         vis = []
@@ -308,14 +330,12 @@ class _Worlds:
             # Free bodies are rebuilt every episode: a body carried over keeps solver state (contact
             # caches) that makes the first steps depend on the previous episode.
             if b.free or self.built[i].get(b.name) != key:
-                old = self.objects[i].get(b.name, -1)
-                if old >= 0:
+                for old in _uids(self.objects[i].get(b.name, -1)):
                     p.removeBody(old, physicsClientId=c)
                 self.objects[i][b.name] = self._make_body(i, b, shapes, mass[b.name], friction[b.name])
                 self.built[i][b.name] = key
-            uid = self.objects[i][b.name]
-            if uid >= 0:
-                pos, (w, x, y, z) = pose[b.name]
+            pos, (w, x, y, z) = pose[b.name]
+            for uid in _uids(self.objects[i][b.name]):
                 p.resetBasePositionAndOrientation(uid, pos, (x, y, z, w), physicsClientId=c)
                 p.resetBaseVelocity(uid, (0, 0, 0), (0, 0, 0), physicsClientId=c)
 

@@ -92,9 +92,16 @@ class Shape:
 
 @dataclass(frozen=True)
 class Body:
-    """A task object. ``free``: a dynamic body on a free joint that collides with the arm, the
-    table and other free bodies; otherwise a marker, placed by the task, that nothing touches.
-    ``soft_contact``: MuJoCo solref for its contacts (time constant, damping ratio), or None."""
+    """A task object, one of three kinds:
+
+    - ``free``: a dynamic body on a free joint that collides with the arm, the table and other
+      bodies; its pose and velocity are in the state (:func:`state_layout`);
+    - ``fixture``: a static body that the arm and free bodies collide with (a hole, a wall), of any
+      number of shapes, placed by the task at reset and not moved by contacts;
+    - neither: a marker, placed by the task, that nothing touches.
+
+    ``soft_contact``: MuJoCo solref for a free body's contacts (time constant, damping ratio), or None.
+    """
 
     name: str
     shapes: tuple[Shape, ...]
@@ -103,6 +110,16 @@ class Body:
     friction: tuple[float, float, float] = (1.0, 0.005, 0.0001)
     pos: tuple[float, float, float] = (0.5, 0.0, 0.1)
     soft_contact: tuple[float, float] | None = None
+    fixture: bool = False
+
+    def __post_init__(self):
+        if self.free and self.fixture:
+            raise ValueError(f"body {self.name!r} is both free and a fixture; a body is one kind")
+
+    @property
+    def collides(self) -> bool:
+        """Whether the arm and free bodies touch it (free bodies and fixtures; not markers)."""
+        return self.free or self.fixture
 
     def shape(self, name: str) -> Shape:
         for s in self.shapes:

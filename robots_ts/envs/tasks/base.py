@@ -34,6 +34,8 @@ class Task(ABC):
     reward_scales: dict[str, float] = {}
     # The task's objects, built by every backend next to the Panda and the table.
     bodies: tuple[Body, ...] = ()
+    # Backends the task refuses, each with the reason a user is told.
+    unsupported_backends: dict[str, str] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
