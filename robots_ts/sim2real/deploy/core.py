@@ -61,6 +61,7 @@ class Command:
     target: np.ndarray | None = None   # Arm.targets' joint targets before the safety layer (None: not run)
     time: float = 0.0            # the tick's clock time, s
     obs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)   # what the policy read, (1, ...)
+    joint_state_age: float | None = None   # s since the latest joint state arrived (None: none yet)
 
 
 class PolicyRuntime:
@@ -376,6 +377,8 @@ class PolicyRuntime:
             if self._start is not None:
                 self._begin(now)
             cmd = self._run(now, state, send)
+        if self._joint is not None:
+            cmd.joint_state_age = now - self._joint[4]
         self.interventions.tick(cmd.interventions, now)
         self.last = cmd
         return cmd

@@ -117,7 +117,8 @@ def tick_record(cmd, now: float) -> dict:
     """A tick as JSON-ready values (the tick log's fields and the ``~tick`` marker's)."""
     return {"t": now, "send": bool(cmd.send), "held": bool(cmd.held), "interventions": list(cmd.interventions),
             "positions": [float(v) for v in cmd.positions], "gripper": float(cmd.gripper),
-            "action": [None if not np.isfinite(v) else float(v) for v in np.asarray(cmd.action, dtype=np.float64)]}
+            "action": [None if not np.isfinite(v) else float(v) for v in np.asarray(cmd.action, dtype=np.float64)],
+            "joint_state_age": None if cmd.joint_state_age is None else float(cmd.joint_state_age)}
 
 
 def config_record(opts, topics: dict[str, str], offset_ns: int, runtime) -> dict:
