@@ -20,6 +20,10 @@ The worlds of the teacher config (state observations) are stepped under random a
 - ``ppo_steps_per_s``: PPO (the config's hyperparameters, one torch thread) learning on the
   in-process env and on each K actors, ``--ppo-steps`` steps each after one warm-up rollout;
 - ``ray_start_s``: how long starting the local Ray instance (or joining the cluster) took.
+
+``--processes 1,2,4,8`` measures the machine's ceiling instead, without Ray: K independent
+processes, each stepping its own in-process env of ``--num-envs`` worlds for ``--block-steps``
+steps, started together; efficiency = summed rate / (K x one process's rate).
 """
 from __future__ import annotations
 
@@ -164,6 +168,56 @@ def bench_scale(config: str = DEFAULT_CONFIG, num_envs: int = 32, actors: list[i
     return out
 
 
+def _process_worker(cfg_env, steps: int, seed: int, barrier, out) -> None:
+    """One process of :func:`bench_processes`: its own in-process env, timed after the barrier."""
+    from robots_ts.envs.vec_env import BatchedEnv
+
+    env = BatchedEnv(cfg_env, seed=seed)
+    try:
+        env.reset()
+        rng = np.random.default_rng(seed)
+        _rate(env, 10, rng)
+        barrier.wait()
+        out.put(_rate(env, steps, rng))
+    finally:
+        env.close()
+
+
+def bench_processes(config: str = DEFAULT_CONFIG, num_envs: int = 32, counts: list[int] = (1, 2),
+                    steps: int = 60, seed: int = 0, overrides: list[str] = ()) -> dict:
+    """The machine's own parallel ceiling, without Ray: K independent processes, each stepping its
+    own in-process env of ``num_envs`` worlds on one thread, started together behind a barrier.
+    ``efficiency`` at K is their summed rate over K times the one-process rate: what any scale-out
+    of these worlds over K cores could reach at best on this machine."""
+    import multiprocessing as mp
+
+    from robots_ts.config import load_config
+    from robots_ts.policies.teacher.config import TeacherConfig
+
+    if 1 not in counts:
+        raise ValueError(f"--processes: the one-process baseline must be measured, got {list(counts)}")
+    t0 = time.time()
+    cfg = load_config(TeacherConfig, config, [*overrides, f"env.num_envs={num_envs}", "env.num_threads=1",
+                                              "env.ray_actors=0"])
+    ctx = mp.get_context("spawn")
+    rates = {}
+    for k in sorted(counts):
+        barrier, queue = ctx.Barrier(k), ctx.Queue()
+        procs = [ctx.Process(target=_process_worker, args=(cfg.env, steps, seed + i, barrier, queue)) for i in range(k)]
+        for proc in procs:
+            proc.start()
+        rates[k] = [queue.get(timeout=600) for _ in range(k)]
+        for proc in procs:
+            proc.join()
+    one = rates[1][0]
+    return {"benchmark": "scale_processes", "config": config, "overrides": list(overrides), "task": cfg.env.task,
+            "num_envs_per_process": num_envs, "steps": steps, "machine_cores": os.cpu_count(),
+            "env_steps_per_s": {str(k): {"sum": round(sum(r), 1), "each": [round(x, 1) for x in r]}
+                                for k, r in rates.items()},
+            "efficiency": {str(k): round(sum(r) / (k * one), 3) for k, r in rates.items() if k != 1},
+            "load_average": [round(x, 2) for x in os.getloadavg()], "wall_s": round(time.time() - t0, 1)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="robots-ts bench scale", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -180,6 +234,9 @@ def main(argv=None) -> int:
                     help="unmeasured one-actor pairs until this many seconds after Ray started (default 30)")
     ap.add_argument("--warmup-pairs", type=int, default=1, help="unmeasured one-actor pairs at least (default 1)")
     ap.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else a local instance)")
+    ap.add_argument("--processes", help="instead: the machine's ceiling without Ray, K independent processes "
+                                        "of --num-envs worlds each for these comma-separated K (must include 1), "
+                                        "--block-steps steps each")
     ap.add_argument("--out", help="also write the JSON record here")
     ap.add_argument("--json", action="store_true", help="print the record as JSON")
     args = ap.parse_args(argv)
@@ -197,6 +254,23 @@ def main(argv=None) -> int:
             ap.error(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
     if actors is not None and min(actors) < 1:
         ap.error(f"--actors: expected positive counts, got {args.actors!r}")
+    if args.processes:
+        try:
+            counts = [int(k) for k in args.processes.split(",")]
+        except ValueError:
+            ap.error(f"--processes: expected comma-separated integers, got {args.processes!r}")
+        if min(counts) < 1 or 1 not in counts:
+            ap.error(f"--processes: expected positive counts including 1, got {args.processes!r}")
+        res = bench_processes(args.config, args.num_envs, counts, args.block_steps, overrides=args.overrides)
+        if args.out:
+            from pathlib import Path
+
+            from robots_ts.runs import atomic_write_json
+
+            atomic_write_json(Path(args.out), res)
+        print(json.dumps(res, indent=1) if args.json else f"env steps/s: {res['env_steps_per_s']}; "
+              f"efficiency {res['efficiency']}")
+        return 0
     res = bench_scale(args.config, args.num_envs, actors, args.block_steps, args.blocks, args.ppo_steps,
                       args.ppo_block_steps, args.ppo_pairs, address=args.ray_address, overrides=args.overrides,
                       settle_s=args.settle_s, warmup_pairs=args.warmup_pairs)
