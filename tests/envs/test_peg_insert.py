@@ -97,15 +97,37 @@ def _run(offset: float, episodes: int, seed: int = 1):
     return np.array(success[:episodes]), np.array(lows[:episodes])
 
 
-def test_scripted_controller_inserts_and_3mm_off_the_walls_block_it():
-    """The clearance is 2-4 mm in all (1-2 mm a side): aimed at the centre, the scripted controller
-    inserts (measured: 16 of 16); aimed 3.5 mm off, the peg rests on a wall's top (its bottom, the
-    peg tilting on the edge, stays within 4 mm of it; measured 2.3-2.7 mm) and never counts."""
+def test_scripted_controller_inserts_and_7mm_off_the_walls_block_it():
+    """The clearance is 2-4 mm in all (1-2 mm a side). Aimed at the centre, the scripted controller
+    inserts (measured: 16 of 16). Aimed off, it lowers, finds the peg on a wall, lifts and tries
+    again, and a peg that tilts in the grasp sometimes slides in: measured 5 of 8 at 2.5 mm off,
+    4 of 8 at 3.5 mm, 1 of 8 at 5 mm. At 7 mm none goes in: the peg rests on a wall's top (its
+    bottom, tilting on the edge, within 4 mm of it; measured 1.5-2.6 mm)."""
     ok, _ = _run(0.0, 16)
     assert ok.mean() >= 0.8
-    off, lows = _run(0.0035, 8)
+    off, lows = _run(0.007, 8)
     assert not off.any()
     assert (lows > WALL_HEIGHT - 0.004).all(), lows
+
+
+def test_scripted_action_is_a_function_of_the_state_alone():
+    """Along the controller's own episodes, whatever phase is passed in, the action and the phase
+    returned are the same, and every phase (approach, close, carry, lower) occurs."""
+    env = BatchedEnv(EnvConfig(task="PegInsert", num_envs=8, num_threads=1), seed=3)
+    env.reset()
+    task, rng, seen = env.world.task, np.random.default_rng(0), set()
+    try:
+        for _ in range(100):
+            s = env.world.state
+            a0, p0 = task.scripted_action(s, np.zeros(8, dtype=np.int64))
+            a1, p1 = task.scripted_action(s, rng.integers(0, 11, 8))
+            np.testing.assert_array_equal(a0, a1)
+            np.testing.assert_array_equal(p0, p1)
+            seen |= set(p0.tolist())
+            env.step(a0)
+    finally:
+        env.close()
+    assert seen == {0, 1, 2, 3}
 
 
 def test_random_actions_do_not_insert():

@@ -33,6 +33,12 @@ GRASP_BELOW_TOP = 0.015          # m below the peg's top where the scripted gras
 # The scripted controller lowers the peg once its centre is within ALIGN_XY of the hole's, moving
 # the hand by ALIGN_GAIN of the remaining error per step (a full action moves it 3 cm).
 ALIGN_XY, ALIGN_GAIN = 0.0012, 0.6
+# It closes the fingers once the hand is within GRASP_XY of the peg's axis and GRASP_Z above the
+# grasp height, and counts the peg held once the fingers are within HELD_GAP of its width. Away
+# from the peg the hand's target is APPROACH_HOVER above the grasp height, coming down linearly
+# within APPROACH_DESCENT of the peg's axis.
+GRASP_XY, GRASP_Z, HELD_GAP = 0.006, 0.006, 0.004
+APPROACH_HOVER, APPROACH_DESCENT = 0.08, 0.04
 
 _HOLE_COLOR = (0.35, 0.35, 0.4, 1.0)
 
@@ -143,36 +149,51 @@ class PegInsert(Task):
     def success(self, s):
         return self.inside(s) & (self.bottom(s) < WALL_HEIGHT - INSERT_DEPTH)
 
-    def scripted_action(self, s, phase):
-        """Hover above the peg (0), descend open (1), close (2..7), lift (8) until the peg's bottom
-        clears the walls, carry it over the hole (9), lower it once its centre is within
-        ``ALIGN_XY`` of the hole's, correcting by the peg's own position, not the hand's (10)."""
+    def state_phase(self, s: StateBatch) -> np.ndarray:
+        """(N,) where the controller is, read off the state: 0 approach, 1 close, 2 carry, 3 lower."""
+        return self._controller(s)[1]
+
+    def _controller(self, s: StateBatch) -> tuple[np.ndarray, np.ndarray]:
         peg = self.peg_pos(s)
-        n = len(peg)
-        a = np.zeros((n, 4))
-        phase = phase.copy()
+        n, half = len(peg), s.params[:, 0]
+        rel = peg - s.ee_pos
         grasp_z = peg[:, 2] + PEG_HALF_HEIGHT - GRASP_BELOW_TOP
-        xy_err = np.linalg.norm(peg[:, :2] - s.ee_pos[:, :2], axis=1)
+        at_grasp = (np.linalg.norm(rel[:, :2], axis=1) < GRASP_XY) & (s.ee_pos[:, 2] < grasp_z + GRASP_Z)
+        held = (np.abs(rel[:, 0]) < half + 0.005) & (np.abs(rel[:, 1]) < 0.01) \
+            & (s.finger.sum(axis=1) < 2 * half + HELD_GAP)
         err = self.hole_error(s)
-        err_n = np.linalg.norm(err, axis=1)
-        carry_bottom = WALL_HEIGHT + CARRY_CLEARANCE
-        phase[(phase == 0) & (xy_err < 0.006)] = 1
-        phase[(phase == 1) & (s.ee_pos[:, 2] < grasp_z + 0.006)] = 2
-        phase[(phase >= 2) & (phase < 8)] += 1
-        phase[(phase == 8) & (self.bottom(s) > carry_bottom - 0.005)] = 9
-        phase[(phase == 9) & (err_n < ALIGN_XY)] = 10
-        tgt = s.ee_pos.copy()
-        approach = phase <= 1
-        tgt[approach, :2] = peg[approach, :2]
-        tgt[approach, 2] = np.where(phase[approach] == 0, peg[approach, 2] + PEG_HALF_HEIGHT + 0.08, grasp_z[approach])
+        bottom = self.bottom(s)
+        # In the opening already (bottom below the walls' top, centre within the slack): keep going
+        # down, whatever the millimetre the walls leave; over it and lined up: start down.
+        entering = (bottom < WALL_HEIGHT + 0.003) & (np.abs(err).max(axis=1) < s.params[:, 1] / 2 + 5e-4)
+        lower = held & ((np.linalg.norm(err, axis=1) < ALIGN_XY) | entering)
+        phase = np.where(lower, 3, np.where(held, 2, np.where(at_grasp, 1, 0)))
+        a = np.zeros((n, 4))
+        # Approach: above the peg, coming down as the hand lines up with it (the target's height
+        # grows with the distance in the plane, so the action is continuous in the state).
+        xy = np.linalg.norm(rel[:, :2], axis=1)
+        tgt = np.c_[peg[:, :2], grasp_z + APPROACH_HOVER * np.clip(xy / APPROACH_DESCENT, 0.0, 1.0)]
         a[:, :3] = toward(tgt - s.ee_pos)
-        lift = phase == 8
-        a[lift, 2] = toward(np.full(lift.sum(), 0.03))
-        moving = phase >= 9
-        # Over the hole the hand moves by the peg's error (the grasp's offset does not matter),
-        # keeping the peg's bottom at carry height until it is lined up, then lowering it.
-        a[moving, :2] = toward(ALIGN_GAIN * err[moving])
-        height = np.where(phase[moving] == 10, 0.0, carry_bottom) - self.bottom(s)[moving]
-        a[moving, 2] = toward(np.clip(height, -0.01, 0.03))
-        a[:, 3] = np.where(phase >= 2, -1.0, 1.0)
+        a[phase == 1, :3] = 0.0                     # closing: hold still
+        # Carrying: up until the peg's bottom clears the walls, then over the hole by the peg's own
+        # error (the grasp's offset does not matter), keeping the bottom at carry height.
+        carry = phase == 2
+        high = bottom > WALL_HEIGHT + 0.01
+        a[carry, :2] = np.where(high[carry, None], toward(ALIGN_GAIN * err[carry]), 0.0)
+        a[carry, 2] = toward(np.clip(WALL_HEIGHT + CARRY_CLEARANCE - bottom[carry], -0.01, 0.03))
+        down = phase == 3
+        a[down, :2] = toward(ALIGN_GAIN * err[down])
+        a[down, 2] = toward(np.full(down.sum(), -0.01))
+        a[:, 3] = np.where(phase >= 1, -1.0, 1.0)
         return a, phase
+
+    def scripted_action(self, s, phase):
+        """Above the peg and down to it (0), close on it (1), carry it up and over the hole, aiming
+        by the peg's own position (2), and lower it once lined up to ``ALIGN_XY``, or while it is
+        already in the opening (3).
+
+        A function of the state alone (the ``phase`` passed in is ignored), as PushPrecise's: a
+        student sees the state, not a controller's memory. A peg set down on a wall's top (not in
+        the opening) is lifted back to carry height and aimed again.
+        """
+        return self._controller(s)
