@@ -22,3 +22,19 @@ def test_a_tiny_scale_bench_reports_rates_ratios_and_costs(cluster, tmp_path, ca
     assert len(one["env_ratios"]) == 2 and one["env_cost"] == pytest.approx(1 - one["env_ratio"], abs=1e-3)
     assert res["warmup"]["pairs"] == 2 and len(res["warmup"]["env_ratios"]) == 2   # stepped, not measured
     assert res["parallel_efficiency"] == {} and res["ray_start_s"] is None     # the fixture's instance
+
+
+def test_the_process_ceiling_runs_independent_processes_and_needs_the_one_process_baseline(tmp_path, capsys):
+    """``--processes``: K processes of their own worlds each, no Ray; the efficiency is the summed
+    rate over K times the one process's, and a count list without 1 is refused by name."""
+    out = tmp_path / "ceiling.json"
+    assert main(["--processes", "1,2", "--num-envs", "2", "--block-steps", "5", "--json", "--out", str(out)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res == json.loads(out.read_text())
+    rates = res["env_steps_per_s"]
+    assert len(rates["1"]["each"]) == 1 and len(rates["2"]["each"]) == 2
+    assert rates["2"]["sum"] == pytest.approx(sum(rates["2"]["each"]), abs=0.2)
+    assert res["efficiency"]["2"] == pytest.approx(rates["2"]["sum"] / (2 * rates["1"]["sum"]), abs=2e-3)
+    with pytest.raises(SystemExit):
+        main(["--processes", "2,4"])
+    assert "--processes: expected positive counts including 1" in capsys.readouterr().err
