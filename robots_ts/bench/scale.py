@@ -262,18 +262,10 @@ def main(argv=None) -> int:
         if min(counts) < 1 or 1 not in counts:
             ap.error(f"--processes: expected positive counts including 1, got {args.processes!r}")
         res = bench_processes(args.config, args.num_envs, counts, args.block_steps, overrides=args.overrides)
-        if args.out:
-            from pathlib import Path
-
-            from robots_ts.runs import atomic_write_json
-
-            atomic_write_json(Path(args.out), res)
-        print(json.dumps(res, indent=1) if args.json else f"env steps/s: {res['env_steps_per_s']}; "
-              f"efficiency {res['efficiency']}")
-        return 0
-    res = bench_scale(args.config, args.num_envs, actors, args.block_steps, args.blocks, args.ppo_steps,
-                      args.ppo_block_steps, args.ppo_pairs, address=args.ray_address, overrides=args.overrides,
-                      settle_s=args.settle_s, warmup_pairs=args.warmup_pairs)
+    else:
+        res = bench_scale(args.config, args.num_envs, actors, args.block_steps, args.blocks, args.ppo_steps,
+                          args.ppo_block_steps, args.ppo_pairs, address=args.ray_address, overrides=args.overrides,
+                          settle_s=args.settle_s, warmup_pairs=args.warmup_pairs)
     if args.out:
         from pathlib import Path
 
@@ -282,6 +274,8 @@ def main(argv=None) -> int:
         atomic_write_json(Path(args.out), res)
     if args.json:
         print(json.dumps(res, indent=1))
+    elif args.processes:
+        print(f"env steps/s: {res['env_steps_per_s']}; efficiency {res['efficiency']}")
     else:
         e, o = res["env_steps_per_s"], res["one_actor"]
         print(f"env steps/s: in-process 1 thread {e['in_process_1_thread']}, "
