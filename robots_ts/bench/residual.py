@@ -4,7 +4,8 @@ student with PPO for the same budget (ResiP's comparison), and both against the 
 For each seed, one process trains, one after the other, ``refine CONFIG base=STUDENT_RUN`` with
 ``mode=residual`` into ``OUT/residual_s{seed}`` and with ``mode=finetune`` into
 ``OUT/finetune_s{seed}``, both to the same ``--total-steps`` with the config's options (warm-up,
-asymmetric critic, share schedule). A finished run is reused, an unfinished one (killed, or asked
+asymmetric critic, share schedule); ``--finetune-seeds`` limits the fine-tuning baseline to some of
+the seeds. A finished run is reused, an unfinished one (killed, or asked
 for a larger budget) resumed from its last checkpoint. Each run's wall time is its training time
 from its own metrics (summed over resumes).
 
@@ -144,19 +145,24 @@ def _stats(values) -> dict:
 
 def assemble(base: dict, evals: dict, seeds: list[int], threshold: float = THRESHOLD) -> dict:
     """Per-seed figures, summaries and the check from evaluation results: ``base`` and
-    ``evals[arm][seed]`` are dicts with ``success_rate`` and ``episodes`` (and ``episodes_sha256``)."""
+    ``evals[arm][seed]`` are dicts with ``success_rate`` and ``episodes`` (and ``episodes_sha256``).
+    ``evals["finetune"]`` may hold a subset of ``seeds`` (``--finetune-seeds``); the fine-tune's
+    figures are over its own seeds, and the residual's lead over it over the seeds both ran."""
     b = _rate(base)
+    ft_seeds = [s for s in seeds if s in evals["finetune"]]
     per_seed, rates = {}, {arm: [] for arm in ARMS}
     for seed in seeds:
-        row = {arm: _rate(evals[arm][seed]) for arm in ARMS}
-        for arm in ARMS:
+        row = {arm: _rate(evals[arm][seed]) for arm in ARMS if seed in evals[arm]}
+        for arm in row.copy():
             rates[arm].append(row[arm]["success"])
             row[f"gain_{arm}"] = round(row[arm]["success"] - b["success"], 4)
-        row["residual_minus_finetune"] = round(row["residual"]["success"] - row["finetune"]["success"], 4)
+        if "finetune" in row:
+            row["residual_minus_finetune"] = round(row["residual"]["success"] - row["finetune"]["success"], 4)
         per_seed[str(seed)] = row
-    gains = {arm: [per_seed[str(s)][f"gain_{arm}"] for s in seeds] for arm in ARMS}
+    gains = {arm: [per_seed[str(s)][f"gain_{arm}"] for s in seeds if arm in per_seed[str(s)]] for arm in ARMS}
     digests = {"base": b["episodes_sha256"],
-               **{f"{arm}_s{s}": per_seed[str(s)][arm]["episodes_sha256"] for arm in ARMS for s in seeds}}
+               **{f"{arm}_s{s}": per_seed[str(s)][arm]["episodes_sha256"] for arm in ARMS for s in seeds
+                  if arm in per_seed[str(s)]}}
     identical = None not in digests.values() and len(set(digests.values())) == 1
     mean_gain = round(float(np.mean(rates["residual"])) - b["success"], 4)
     seed_ok = [g >= threshold for g in gains["residual"]]
@@ -164,10 +170,13 @@ def assemble(base: dict, evals: dict, seeds: list[int], threshold: float = THRES
              "per_seed_passed": seed_ok, "mean_gain": mean_gain, "mean_passed": bool(mean_gain >= threshold),
              "identical_episodes": identical,
              "passed": bool(identical and all(seed_ok) and mean_gain >= threshold)}
-    finetune = {"per_seed_gain": gains["finetune"],
-                "mean_gain": round(float(np.mean(rates["finetune"])) - b["success"], 4),
-                "residual_minus_finetune": _stats(np.subtract(rates["residual"], rates["finetune"]))}
-    return {"base": b, "per_seed": per_seed, "summary": {arm: _stats(rates[arm]) for arm in ARMS},
+    finetune = None
+    if ft_seeds:
+        paired = [per_seed[str(s)]["residual_minus_finetune"] for s in ft_seeds]
+        finetune = {"seeds": ft_seeds, "per_seed_gain": gains["finetune"],
+                    "mean_gain": round(float(np.mean(rates["finetune"])) - b["success"], 4),
+                    "residual_minus_finetune": _stats(paired)}
+    return {"base": b, "per_seed": per_seed, "summary": {arm: _stats(rates[arm]) for arm in ARMS if rates[arm]},
             "episodes": {"identical": identical, "sha256": digests},
             "checks": {"residual_gain": check}, "finetune_beside": finetune}
 
@@ -175,28 +184,34 @@ def assemble(base: dict, evals: dict, seeds: list[int], threshold: float = THRES
 # -- the bench -----------------------------------------------------------------------------------
 def bench_residual(cfg: ResidualConfig, seeds: list[int], out: Path, episodes: int = 200, eval_seed: int = 2027,
                    num_envs: int = 16, checkpoint: str = "best", threshold: float = THRESHOLD,
-                   config: str | None = None, overrides: list[str] | None = None) -> dict:
+                   config: str | None = None, overrides: list[str] | None = None,
+                   finetune_seeds: list[int] | None = None) -> dict:
     from robots_ts.runs import read_run_meta
 
+    finetune_seeds = list(seeds if finetune_seeds is None else finetune_seeds)
+    if not set(finetune_seeds) <= set(seeds):
+        raise ConfigError(f"--finetune-seeds {finetune_seeds}: expected some of --seeds {list(seeds)}")
     t_start = time.perf_counter()
     out = Path(out)
     base_kind = read_run_meta(cfg.base).get("kind")
     runs: dict[str, dict[int, dict]] = {arm: {} for arm in ARMS}
     for seed in seeds:
-        for arm in ARMS:
+        for arm in ARMS if seed in finetune_seeds else ("residual",):
             run_dir = out / f"{arm}_s{seed}"
             _say(f"{run_dir.name}: refine mode={arm}, {cfg.total_steps} steps (reused if finished)")
             runs[arm][seed] = refine_run(replace(cfg, seed=seed, mode=arm), run_dir)
             _say(f"{run_dir.name}: {runs[arm][seed]['train_wall_s']} s of training")
     base = evaluate_policy(out, "base", Path(cfg.base), base_kind, cfg.base_checkpoint, episodes, eval_seed, num_envs)
-    evals = {arm: {seed: evaluate_policy(out, f"{arm}_s{seed}", Path(runs[arm][seed]["run"]), arm, checkpoint,
-                                         episodes, eval_seed, num_envs) for seed in seeds} for arm in ARMS}
+    evals = {arm: {seed: evaluate_policy(out, f"{arm}_s{seed}", Path(run["run"]), arm, checkpoint,
+                                         episodes, eval_seed, num_envs) for seed, run in runs[arm].items()}
+             for arm in ARMS}
     res = assemble(base, evals, seeds, threshold)
     for arm in ARMS:
-        for seed in seeds:
-            res["per_seed"][str(seed)][arm].update(runs[arm][seed])
+        for seed, run in runs[arm].items():
+            res["per_seed"][str(seed)][arm].update(run)
     result = {"task": base["task"], "base_run": str(Path(cfg.base).resolve()),
               "settings": {"config": config, "overrides": list(overrides or []), "seeds": list(seeds),
+                           "finetune_seeds": finetune_seeds,
                            "total_steps": cfg.total_steps, "episodes": episodes, "eval_seed": eval_seed,
                            "num_envs": num_envs, "checkpoint": checkpoint, "base_checkpoint": cfg.base_checkpoint,
                            "threshold": threshold, "alpha": list(cfg.alpha), "warmup_steps": cfg.warmup_steps,
@@ -220,8 +235,8 @@ def plot(res: dict, path: Path) -> Path:
     seeds = [str(x) for x in s["seeds"]]
     base = res["base"]["success"]
     groups = [*seeds, "mean"]
-    values = {arm: [res["per_seed"][k][arm]["success"] for k in seeds] + [res["summary"][arm]["mean"]]
-              for arm in ARMS}
+    values = {arm: [res["per_seed"][k][arm]["success"] if arm in res["per_seed"][k] else np.nan for k in seeds]
+              + [res["summary"][arm]["mean"] if arm in res["summary"] else np.nan] for arm in ARMS}
     fig, ax = plt.subplots(figsize=(7, 4.2))
     xs = np.arange(len(groups))
     width = 0.27
@@ -243,14 +258,14 @@ def plot(res: dict, path: Path) -> Path:
 
 def summary_lines(res: dict) -> list[str]:
     c, f = res["checks"]["residual_gain"], res["finetune_beside"]
-    lines = [f"{res['task']}: base {res['base']['success']:.3f}; residual {res['summary']['residual']['per_seed']}, "
-             f"finetune {res['summary']['finetune']['per_seed']} ({res['settings']['episodes']} episodes, "
-             f"identical: {res['episodes']['identical']})",
+    lines = [f"{res['task']}: base {res['base']['success']:.3f}; residual {res['summary']['residual']['per_seed']}"
+             + (f", finetune {res['summary']['finetune']['per_seed']} (seeds {f['seeds']})" if f else "")
+             + f" ({res['settings']['episodes']} episodes, identical: {res['episodes']['identical']})",
              f"  residual gain >= {c['threshold']:.2f}: {'PASS' if c['passed'] else 'FAIL'} (mean {c['mean_gain']}, "
-             f"per seed {c['per_seed_gain']})",
-             f"  finetune gain beside it: mean {f['mean_gain']}, per seed {f['per_seed_gain']}",
-             f"  {res['plot']}"]
-    return lines
+             f"per seed {c['per_seed_gain']})"]
+    if f:
+        lines.append(f"  finetune gain beside it: mean {f['mean_gain']}, per seed {f['per_seed_gain']}")
+    return lines + [f"  {res['plot']}"]
 
 
 def main(argv=None) -> int:
@@ -260,6 +275,9 @@ def main(argv=None) -> int:
     ap.add_argument("config", help="refinement config, e.g. configs/residual/push_precise_depth.yaml")
     ap.add_argument("overrides", nargs="*", help="key=value overrides; base=STUDENT_RUN is required")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--finetune-seeds", nargs="*", type=int,
+                    help="the seeds that also train the fine-tuning baseline (default: every seed; none: "
+                         "residuals only). Fine-tuning a point-cloud student trains its encoder, 2-3x slower")
     ap.add_argument("--total-steps", type=int, help="env steps per run, both arms (default: the config's)")
     ap.add_argument("--episodes", type=int, default=200, help="held-out evaluation episodes per policy")
     ap.add_argument("--eval-seed", type=int, default=2027, help="evaluation seed (the held-out episodes)")
@@ -286,6 +304,7 @@ def main(argv=None) -> int:
     if not cfg.base:
         raise ConfigError("base: expected the base student's run directory, e.g. base=runs/push_precise_depth_s0")
     res = bench_residual(cfg, args.seeds, Path(args.out), args.episodes, args.eval_seed, args.num_envs,
-                         args.checkpoint, args.threshold, config=args.config, overrides=overrides)
+                         args.checkpoint, args.threshold, config=args.config, overrides=overrides,
+                         finetune_seeds=args.finetune_seeds)
     print(json.dumps(res, indent=1) if args.json else "\n".join(summary_lines(res)))
     return 0

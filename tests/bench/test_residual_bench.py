@@ -37,6 +37,21 @@ def test_assembly_fails_on_one_short_seed_and_on_different_episodes():
     assert not res["episodes"]["identical"] and not res["checks"]["residual_gain"]["passed"]
 
 
+def test_assembly_with_the_finetune_on_some_seeds_only():
+    res = assemble(_eval(0.40), {"residual": {0: _eval(0.60), 1: _eval(0.50), 2: _eval(0.70)},
+                                 "finetune": {1: _eval(0.45)}}, [0, 1, 2])
+    c = res["checks"]["residual_gain"]
+    assert c["per_seed_gain"] == pytest.approx([0.2, 0.1, 0.3]) and not c["passed"]    # seed 1 short
+    f = res["finetune_beside"]
+    assert f["seeds"] == [1] and f["per_seed_gain"] == pytest.approx([0.05]) and f["mean_gain"] == pytest.approx(0.05)
+    assert f["residual_minus_finetune"]["per_seed"] == pytest.approx([0.05])     # paired on seed 1 only
+    assert "finetune" not in res["per_seed"]["0"] and res["per_seed"]["1"]["residual_minus_finetune"] == 0.05
+    assert res["summary"]["finetune"]["per_seed"] == [0.45] and set(res["episodes"]["sha256"]) == \
+        {"base", "residual_s0", "residual_s1", "residual_s2", "finetune_s1"}
+    none = assemble(_eval(0.40), {"residual": {0: _eval(0.60)}, "finetune": {}}, [0])
+    assert none["finetune_beside"] is None and "finetune" not in none["summary"] and none["checks"]["residual_gain"]["passed"]
+
+
 def test_bench_end_to_end_on_reach(tmp_path, capsys):
     base = make_student_run(tmp_path / "base", "depth", 0, 41)
     out = tmp_path / "bench"
@@ -76,10 +91,20 @@ def test_bench_end_to_end_on_reach(tmp_path, capsys):
     odd = json.loads(capsys.readouterr().out)
     assert all(odd["per_seed"][s][a]["steps"] == 64 for s in ("0", "1") for a in ("residual", "finetune"))
     assert (out / "finetune_s1" / "metrics.jsonl").stat().st_mtime_ns == stamp
+    # The fine-tuning baseline on seed 0 only: seed 1's fine-tune is neither trained nor reported.
+    assert cli(argv + ["--total-steps", "64", "--finetune-seeds", "0"]) == 0
+    sub = json.loads(capsys.readouterr().out)
+    assert sub["settings"]["finetune_seeds"] == [0] and sub["finetune_beside"]["seeds"] == [0]
+    assert "finetune" not in sub["per_seed"]["1"] and sub["per_seed"]["0"]["finetune"]["success"] == \
+        res["per_seed"]["0"]["finetune"]["success"]
 
 
 def test_bench_refuses_mode_and_seed_overrides_and_another_run_in_out(tmp_path, capsys):
     base = make_student_run(tmp_path / "base", "depth", 0, 42)
+    assert cli(["bench", "residual", "configs/residual/reach_depth.yaml", f"base={base}", "--seeds", "0", "1",
+                "--finetune-seeds", "2", "--out", str(tmp_path / "b")]) == 2
+    assert "--finetune-seeds [2]: expected some of --seeds [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
     for bad in ("mode=finetune", "seed=3"):
         assert cli(["bench", "residual", "configs/residual/reach_depth.yaml", f"base={base}", bad,
                     "--out", str(tmp_path / "b")]) == 2
