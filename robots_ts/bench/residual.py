@@ -5,8 +5,8 @@ For each seed, one process trains, one after the other, ``refine CONFIG base=STU
 ``mode=residual`` into ``OUT/residual_s{seed}`` and with ``mode=finetune`` into
 ``OUT/finetune_s{seed}``, both to the same ``--total-steps`` with the config's options (warm-up,
 asymmetric critic, share schedule); ``--finetune-seeds`` limits the fine-tuning baseline to some of
-the seeds. A finished run is reused, an unfinished one (killed, or asked
-for a larger budget) resumed from its last checkpoint. Each run's wall time is its training time
+the seeds. A finished run is reused, an unfinished one (killed, or asked for a larger budget)
+resumed from its last checkpoint. Each run's wall time is its training time
 from its own metrics (summed over resumes).
 
 The base, every residual and every fine-tuned student are then evaluated acting alone on the same
@@ -153,7 +153,7 @@ def assemble(base: dict, evals: dict, seeds: list[int], threshold: float = THRES
     per_seed, rates = {}, {arm: [] for arm in ARMS}
     for seed in seeds:
         row = {arm: _rate(evals[arm][seed]) for arm in ARMS if seed in evals[arm]}
-        for arm in row.copy():
+        for arm in list(row):
             rates[arm].append(row[arm]["success"])
             row[f"gain_{arm}"] = round(row[arm]["success"] - b["success"], 4)
         if "finetune" in row:
@@ -277,7 +277,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--finetune-seeds", nargs="*", type=int,
                     help="the seeds that also train the fine-tuning baseline (default: every seed; none: "
-                         "residuals only). Fine-tuning a point-cloud student trains its encoder, 2-3x slower")
+                         "residuals only). Fine-tuning a point-cloud student trains its encoder, several times slower")
     ap.add_argument("--total-steps", type=int, help="env steps per run, both arms (default: the config's)")
     ap.add_argument("--episodes", type=int, default=200, help="held-out evaluation episodes per policy")
     ap.add_argument("--eval-seed", type=int, default=2027, help="evaluation seed (the held-out episodes)")
