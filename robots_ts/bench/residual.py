@@ -12,8 +12,11 @@ from its own metrics (summed over resumes).
 The base, every residual and every fine-tuned student are then evaluated acting alone on the same
 held-out episodes: the same evaluation seed, number of episodes and of worlds (200 episodes by
 default). Each evaluation records the SHA-256 of its worlds' episode parameters, and the bench
-checks that they are all equal (``episodes.identical``). Evaluations are cached in ``OUT/evals/``
-and reused while the checkpoint and the settings are unchanged.
+checks that they are all equal (``episodes.identical``). Evaluations run on one torch thread
+(``EVAL_TORCH_THREADS``): the same refined checkpoint on the same episodes placed 0.695 with two
+threads and 0.725 with one, float rounding amplified by contacts, so a figure is only reproducible
+with its thread count. Evaluations are cached in ``OUT/evals/`` and reused while the checkpoint and
+the settings are unchanged.
 
 The check, with its numbers: refined success - base success >= ``--threshold`` (0.15 absolute) for
 every seed and on the mean over seeds; the fine-tuning baseline's gain is reported beside it, with
@@ -39,6 +42,7 @@ from robots_ts.runs import atomic_write_json, read_jsonl, sha256_of
 
 ARMS = ("residual", "finetune")           # the two refinements, one run each per seed
 THRESHOLD = 0.15
+EVAL_TORCH_THREADS = 1                    # every evaluation's, whatever the machine (see above)
 PROG = "robots-ts bench residual"
 
 
@@ -48,20 +52,24 @@ def _say(msg: str) -> None:
 
 # -- runs ----------------------------------------------------------------------------------------
 # What must match for a run already in OUT to count as the one asked for (the budget may grow).
-SAME = ("seed", "mode", "base", "base_checkpoint", "alpha", "warmup_steps", "asymmetric_critic", "share", "ppo")
+SAME = ("seed", "mode", "base", "base_checkpoint", "alpha", "warmup_steps", "asymmetric_critic", "share", "ppo",
+        "point_mlp")
+RESIDUAL_ONLY = ("point_mlp",)            # what a fine-tune ignores
 
 
 def check_reusable(cfg: ResidualConfig, run_dir: Path) -> None:
     """A run already in ``run_dir`` must be the one asked for, else reusing or resuming it would
     mix another experiment into the figures."""
+    from robots_ts.policies.residual.train import mode_ppo
     from robots_ts.policies.teacher.checkpoint import uses_manifests
 
     path = run_dir / "config.yaml"
     if not path.exists():
         return
     had = to_dict(load_run_config(ResidualConfig, path, require_checksum=uses_manifests(run_dir)))
-    want = to_dict(replace(cfg, base=str(Path(cfg.base).resolve())))
-    differ = [k for k in SAME if had[k] != want[k]]
+    # A run records the PPO settings it trained with (finetune_ppo applied in finetune mode).
+    want = to_dict(replace(cfg, base=str(Path(cfg.base).resolve()), ppo=mode_ppo(cfg)))
+    differ = [k for k in SAME if had[k] != want[k] and not (cfg.mode == "finetune" and k in RESIDUAL_ONLY)]
     if had["env"]["num_envs"] != want["env"]["num_envs"]:
         differ.append("env.num_envs")
     if differ:
@@ -120,10 +128,17 @@ def evaluate_policy(out: Path, name: str, run_dir: Path, kind: str, checkpoint: 
     from robots_ts.bench.robustness import evaluate_cached
     from robots_ts.policies.load import load_policy
 
+    import torch
+
     key = {"run": str(run_dir), "checkpoint": checkpoint, "sha256": checkpoint_digest(run_dir, kind, checkpoint),
-           "episodes": episodes, "eval_seed": eval_seed, "num_envs": num_envs}
-    res = evaluate_cached(out / "evals" / f"{name}.json", key, lambda: load_policy(run_dir, checkpoint),
-                          lambda p: p.env_cfg, None, episodes, eval_seed, num_envs)
+           "episodes": episodes, "eval_seed": eval_seed, "num_envs": num_envs, "torch_threads": EVAL_TORCH_THREADS}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(EVAL_TORCH_THREADS)
+    try:
+        res = evaluate_cached(out / "evals" / f"{name}.json", key, lambda: load_policy(run_dir, checkpoint),
+                              lambda p: p.env_cfg, None, episodes, eval_seed, num_envs)
+    finally:
+        torch.set_num_threads(threads)
     lo, hi = res["success_ci95"]
     _say(f"{name}: success {res['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] over {res['episodes']} episodes")
     return res
@@ -215,6 +230,7 @@ def bench_residual(cfg: ResidualConfig, seeds: list[int], out: Path, episodes: i
                            "total_steps": cfg.total_steps, "episodes": episodes, "eval_seed": eval_seed,
                            "num_envs": num_envs, "checkpoint": checkpoint, "base_checkpoint": cfg.base_checkpoint,
                            "threshold": threshold, "alpha": list(cfg.alpha), "warmup_steps": cfg.warmup_steps,
+                           "point_mlp": list(cfg.point_mlp), "finetune_ppo": dict(cfg.finetune_ppo),
                            "asymmetric_critic": cfg.asymmetric_critic, "share": list(cfg.share)},
               **res}
     out.mkdir(parents=True, exist_ok=True)

@@ -56,15 +56,18 @@ def test_bench_end_to_end_on_reach(tmp_path, capsys):
     base = make_student_run(tmp_path / "base", "depth", 0, 41)
     out = tmp_path / "bench"
     argv = ["bench", "residual", "configs/residual/reach_depth.yaml", f"base={base}", *TINY, "warmup_steps=32",
-            "--seeds", "0", "1", "--episodes", "4", "--num-envs", "2", "--eval-seed", "5", "--out", str(out), "--json"]
+            "finetune_ppo.learning_rate=3e-5", "--seeds", "0", "1", "--episodes", "4", "--num-envs", "2", "--eval-seed", "5", "--out", str(out), "--json"]
     assert cli([*argv, "--total-steps", "32"]) == 0
     capsys.readouterr()
+    # Every evaluation ran on one torch thread, and its cached record says so.
+    assert json.loads((out / "evals" / "base.json").read_text())["key"]["torch_threads"] == 1
     assert cli([*argv, "--total-steps", "64"]) == 0         # every run resumed from its checkpoint to 64 steps
     res = json.loads(capsys.readouterr().out)
     assert res == json.loads((out / "residual.json").read_text()) and (out / "residual.png").stat().st_size > 0
     s = res["settings"]
     assert s["seeds"] == [0, 1] and s["total_steps"] == 64 and s["episodes"] == 4 and s["eval_seed"] == 5
     assert res["task"] == "Reach" and res["base_run"] == str(base.resolve())
+    assert s["finetune_ppo"] == {"learning_rate": 3e-5}     # the fine-tune's own; its runs resume and are reused with them
     for seed in ("0", "1"):
         row = res["per_seed"][seed]
         for arm in ("residual", "finetune"):
@@ -123,3 +126,16 @@ def test_bench_refuses_mode_and_seed_overrides_and_another_run_in_out(tmp_path, 
         check_reusable(replace(cfg, alpha=[0.3]), tmp_path / "r")
     with pytest.raises(ConfigError, match="mode"):
         check_reusable(replace(cfg, mode="finetune"), tmp_path / "r")
+    # A fine-tune records the PPO settings it trained with: finetune_ppo's, which must match too.
+    from robots_ts.policies.residual.train import mode_ppo
+
+    ft = replace(cfg, mode="finetune", finetune_ppo={"learning_rate": 1e-5})
+    (tmp_path / "f").mkdir()
+    save_config(replace(ft, ppo=mode_ppo(ft)), tmp_path / "f" / "config.yaml")
+    check_reusable(ft, tmp_path / "f")
+    with pytest.raises(ConfigError, match="ppo"):
+        check_reusable(replace(ft, finetune_ppo={"learning_rate": 2e-5}), tmp_path / "f")
+    check_reusable(replace(cfg, finetune_ppo={"learning_rate": 2e-5}), tmp_path / "r")   # unused by a residual
+    with pytest.raises(ConfigError, match="point_mlp"):
+        check_reusable(replace(cfg, point_mlp=[8]), tmp_path / "r")
+    check_reusable(replace(ft, point_mlp=[8]), tmp_path / "f")                          # unused by a fine-tune

@@ -1,7 +1,8 @@
 """Export of refined runs: a residual run is ONE graph computing clip(a_base + alpha * clip(r, -1, 1),
--1, 1) from the sensor groups (a recurrent base's state in and out), a finetune run is its
-fine-tuned student; both act as the in-process policy does (within 1e-5) on random observations
-and in a closed-loop rollout, under onnxruntime and as TorchScript."""
+-1, 1) from the sensor groups (a recurrent base's state in and out; a point-cloud base's residual
+reading the cloud through its own PointNet), a finetune run is its fine-tuned student; both act as
+the in-process policy does (within 1e-5) on random observations and in a closed-loop rollout, under
+onnxruntime and as TorchScript."""
 import json
 
 import numpy as np
@@ -20,7 +21,7 @@ from tests.export.conftest import FORMATS, make_student_run
 from tests.export.test_parity import ATOL, Exported, record_rollout
 from tests.policies.test_residual import TINY
 
-KINDS = ("residual", "residual_gru", "finetune")
+KINDS = ("residual", "residual_gru", "residual_points", "finetune")
 
 
 def perturb_best(run, seed: int, finetune: bool) -> None:
@@ -43,8 +44,10 @@ def refined_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("refined_runs")
     depth = make_student_run(root / "base_depth", "depth", 0, 31)
     gru = make_student_run(root / "base_gru", "depth", 8, 32)
+    points = make_student_run(root / "base_points", "points", 0, 33)
     specs = {"residual": (depth, ["asymmetric_critic=true", "alpha=[0.05,0.1,0.2,0.3]"]),
-             "residual_gru": (gru, []), "finetune": (depth, ["mode=finetune", "asymmetric_critic=true"])}
+             "residual_gru": (gru, []), "residual_points": (points, ["point_mlp=[8,16]", "alpha=[0.3]"]),
+             "finetune": (depth, ["mode=finetune", "asymmetric_critic=true"])}
     runs = {}
     for i, (kind, (base, extra)) in enumerate(specs.items()):
         run = root / kind

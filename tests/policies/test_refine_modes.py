@@ -66,7 +66,8 @@ def test_worlds_outside_the_share_execute_the_base_exactly(bases):
 
 def test_bad_share_and_mode_are_named_before_any_file(bases, tmp_path, capsys):
     for override, word in (("share=[0.5,2.0,100]", "share"), ("mode=distill", "mode"),
-                           (f"init={bases['depth']}", "init")):
+                           (f"init={bases['depth']}", "init"), ("finetune_ppo.learnin_rate=1e-5", "learnin_rate"),
+                           ("finetune_ppo.n_epochs=many", "finetune_ppo.n_epochs")):
         run = tmp_path / word
         assert cli(["refine", "configs/residual/reach_depth.yaml", f"base={bases['depth']}", override,
                     "--run-dir", str(run)]) == 2
@@ -138,6 +139,18 @@ def test_finetune_trains_the_student_and_leaves_the_base(bases):
         venv.close()
 
 
+def test_finetune_ppo_replaces_ppo_in_finetune_mode_only(bases):
+    settings = ("ppo.learning_rate=1e-3", "finetune_ppo.learning_rate=2e-5", "finetune_ppo.target_kl=0.03")
+    for mode, lr, kl in (("finetune", 2e-5, 0.03), ("residual", 1e-3, None)):
+        cfg, base, env, renv, venv, model = setup(bases["points"], f"mode={mode}", *settings)
+        try:
+            assert cfg.ppo.learning_rate == lr                  # the resolved config records what ran
+            assert model.lr_schedule(1.0) == pytest.approx(lr) and model.target_kl == kl
+            assert model.n_epochs == cfg.ppo.n_epochs           # keys not named stay ppo's
+        finally:
+            venv.close()
+
+
 def test_finetune_refuses_a_recurrent_base(bases, tmp_path, capsys):
     run = tmp_path / "ft_gru"
     assert cli(["refine", "configs/residual/reach_depth.yaml", f"base={bases['depth_gru']}", "mode=finetune",
@@ -173,3 +186,41 @@ def test_mode_finetune_is_a_config_error_for_a_teacher_base(tmp_path):
 
     with pytest.raises(ConfigError, match="distilled student"):
         check_base(object())
+
+
+# -- a residual reading the cloud as a set ---------------------------------------------------------
+def test_pointnet_actor_reads_the_cloud_as_a_set(bases, tmp_path, capsys):
+    from robots_ts.policies.residual.policy import PointSetFeatures, set_actor_trainable
+
+    cfg, base, env, renv, venv, model = setup(bases["points"], "point_mlp=[8,16]", "alpha=[0.3]")
+    try:
+        p = model.policy
+        assert isinstance(p.pi_features_extractor, PointSetFeatures)
+        shared = list(p.pi_features_extractor.shared.parameters())
+        assert shared and {id(q) for q in shared} <= {id(q) for q in p.actor_parameters()}
+        rng = np.random.default_rng(3)
+        obs = {"proprio": rng.normal(0, 1, (200, 23)).astype(np.float32),
+               "points": rng.normal(0.3, 0.2, (200, 64, 3)).astype(np.float32)}
+        policy = RefinedPolicy(base, model, [0.3], cfg.env)
+        np.testing.assert_array_equal(policy.act(obs), base.act(obs))      # zero at initialisation
+        randomize_actor(model, scale=1.0)
+        a, a_base = policy.act_with_base(obs)
+        shuffled = {**obs, "points": obs["points"][:, rng.permutation(64)]}
+        np.testing.assert_allclose(policy.residual(shuffled, a_base), policy.residual(obs, a_base), rtol=0, atol=1e-6)
+        moved = {**obs, "points": obs["points"] + np.float32(0.05)}
+        assert np.abs(policy.residual(moved, a_base) - policy.residual(obs, a_base)).max() > 1e-3
+        set_actor_trainable(p, False)                                        # the warm-up freezes it too
+        assert not any(q.requires_grad for q in shared)
+    finally:
+        venv.close()
+    # Trained, saved and loaded with its PointNet; a base without a cloud is refused before any file.
+    run = tmp_path / "points"
+    assert cli(["refine", "configs/residual/reach_depth.yaml", f"base={bases['points']}", "point_mlp=[8,16]",
+                "--run-dir", str(run), "--total-steps", "32", *TINY]) == 0
+    loaded = load_policy(run, "latest")
+    assert isinstance(loaded.policy.pi_features_extractor, PointSetFeatures)
+    assert loaded.policy.point_mlp == [8, 16]
+    bad = tmp_path / "depth"
+    assert cli(["refine", "configs/residual/reach_depth.yaml", f"base={bases['depth']}", "point_mlp=[8,16]",
+                "--run-dir", str(bad)]) == 2
+    assert "point_mlp" in capsys.readouterr().err and not bad.exists()

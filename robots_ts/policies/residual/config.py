@@ -4,6 +4,7 @@ baseline ResiP compares against), with the same env, budget and options."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from robots_ts.config import EnvConfig
 from robots_ts.policies.teacher.config import PPOConfig, TeacherConfig
@@ -38,3 +39,11 @@ class ResidualConfig(TeacherConfig):
     # to end over the first `steps` env steps after the warm-up (steps 0: `end` throughout); in the
     # other episodes the base acts alone, exactly (infos["residual"] says which).
     share: list[float] = field(default_factory=lambda: [1.0, 1.0, 0])
+    # The actor reads a points group through a PointNet of these widths (one MLP shared by every
+    # point, then a max over points); empty: flattened with the other groups, in the cloud's order.
+    # mode=finetune ignores it: the fine-tuned student reads the cloud with its own encoder.
+    point_mlp: list[int] = field(default_factory=list)
+    # PPO settings that replace ppo's in mode=finetune only (keys of ppo, e.g. learning_rate,
+    # target_kl): the whole student, nearly deterministic and trained already, moves far more per
+    # gradient step than a zero-initialised residual does, so the two rarely want the same settings.
+    finetune_ppo: dict[str, Any] = field(default_factory=dict)

@@ -2,9 +2,11 @@
 
 ``ResidualActorCriticPolicy`` is SB3's MultiInputPolicy with separate feature extractors: the actor
 flattens ``actor_keys`` (sensor groups and ``base_action``), the critic ``critic_keys`` (with
-``privileged`` for an asymmetric critic). Neither extractor has parameters and the MLPs are
-separate, so nothing is shared between actor and critic. The actor's mean head starts at exactly
-zero: at initialisation the refined policy's deterministic action is the base's.
+``privileged`` for an asymmetric critic). With ``point_mlp`` the actor reads a ``points`` group as
+the set it is instead (:class:`PointSetFeatures`: one MLP shared by every point, then a max over
+points), so a cloud's point order carries no meaning for it. Extractors and MLPs are separate, so
+nothing is shared between actor and critic. The actor's mean head starts at exactly zero: at
+initialisation the refined policy's deterministic action is the base's, whatever the extractors.
 """
 from __future__ import annotations
 
@@ -38,6 +40,39 @@ class KeyedFlatten(BaseFeaturesExtractor):
         return torch.cat([obs[k].flatten(1).float() for k in self.keys], dim=1)
 
 
+class PointSetFeatures(BaseFeaturesExtractor):
+    """``keys`` in order as :class:`KeyedFlatten` reads them, except ``points`` (B, P, 3): each point
+    through one MLP of widths ``point_mlp`` (ReLU), then the max over points. The output is the
+    same for any order of the points."""
+
+    def __init__(self, observation_space: spaces.Dict, keys, point_mlp):
+        self.keys = list(keys)
+        missing = [k for k in self.keys if k not in observation_space.spaces]
+        if missing:
+            raise ValueError(f"residual policy reads keys {missing}, absent from the observation "
+                             f"space {list(observation_space.spaces)}")
+        widths = [int(w) for w in point_mlp]
+        if "points" not in self.keys or not widths or min(widths) < 1:
+            raise ValueError(f"point_mlp {list(point_mlp)}: expected widths >= 1 for an actor that reads "
+                             f"'points' (it reads {self.keys})")
+        flat = sum(get_flattened_obs_dim(observation_space[k]) for k in self.keys if k != "points")
+        super().__init__(observation_space, flat + widths[-1])
+        layers, dim = [], observation_space["points"].shape[-1]
+        for w in widths:
+            layers += [nn.Linear(dim, w), nn.ReLU()]
+            dim = w
+        self.shared = nn.Sequential(*layers)
+
+    def forward(self, obs: dict) -> torch.Tensor:
+        parts = []
+        for k in self.keys:
+            if k == "points":
+                parts.append(self.shared(obs[k].float()).max(dim=-2).values)
+            else:
+                parts.append(obs[k].flatten(1).float())
+        return torch.cat(parts, dim=1)
+
+
 class SplitMlp(nn.Module):
     """Actor and critic MLPs on features of different widths (SB3's MlpExtractor assumes one)."""
 
@@ -66,10 +101,12 @@ class SplitMlp(nn.Module):
 
 
 class ResidualActorCriticPolicy(MultiInputActorCriticPolicy):
-    def __init__(self, observation_space, action_space, lr_schedule, actor_keys=None, critic_keys=None, **kwargs):
+    def __init__(self, observation_space, action_space, lr_schedule, actor_keys=None, critic_keys=None,
+                 point_mlp=None, **kwargs):
         keys = list(observation_space.spaces)
         self.actor_keys = list(actor_keys or [k for k in keys if k != "privileged"])
         self.critic_keys = list(critic_keys or self.actor_keys)
+        self.point_mlp = [int(w) for w in point_mlp or []]   # empty: the actor flattens points too
         kwargs["share_features_extractor"] = False
         kwargs.pop("features_extractor_class", None)
         kwargs.pop("features_extractor_kwargs", None)
@@ -80,12 +117,15 @@ class ResidualActorCriticPolicy(MultiInputActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict:
         return {**super()._get_constructor_parameters(), "actor_keys": self.actor_keys,
-                "critic_keys": self.critic_keys}
+                "critic_keys": self.critic_keys, "point_mlp": self.point_mlp}
 
     def make_features_extractor(self) -> BaseFeaturesExtractor:
         # SB3 makes the actor's extractor first, then (not shared) the critic's.
-        keys = self.critic_keys if "features_extractor" in self._modules else self.actor_keys
-        return KeyedFlatten(self.observation_space, keys)
+        if "features_extractor" in self._modules:
+            return KeyedFlatten(self.observation_space, self.critic_keys)
+        if self.point_mlp:
+            return PointSetFeatures(self.observation_space, self.actor_keys, self.point_mlp)
+        return KeyedFlatten(self.observation_space, self.actor_keys)
 
     def _build_mlp_extractor(self) -> None:
         self.mlp_extractor = SplitMlp(self.pi_features_extractor.features_dim,

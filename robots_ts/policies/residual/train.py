@@ -10,11 +10,13 @@ actually trained in (the base's, see :mod:`robots_ts.policies.residual.config`).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import VecNormalize
@@ -27,6 +29,7 @@ from robots_ts.policies.residual.env import (BASE_ACTION, RESIDUAL_INFO, Residua
 from robots_ts.policies.residual.policy import CriticWarmup, RefinedPolicy, ResidualActorCriticPolicy
 from robots_ts.policies.teacher import train as teacher_train
 from robots_ts.policies.teacher.checkpoint import uses_manifests, verify_set
+from robots_ts.policies.teacher.config import PPOConfig
 from robots_ts.policies.teacher.load import (load_norm_stats, load_sb3, norm_stats_of, resolve_checkpoint,
                                              schedule_objects)
 from robots_ts.runs import read_run_meta
@@ -51,12 +54,31 @@ def load_base(cfg: ResidualConfig, device: str = "cpu"):
     return base
 
 
+def mode_ppo(cfg: ResidualConfig) -> PPOConfig:
+    """The PPO settings the run's mode trains with: ``ppo``, and in ``finetune`` mode with
+    ``finetune_ppo``'s keys replacing its own. An unknown key or a value of the wrong type is
+    refused by name (in either mode, so a typo does not wait for the fine-tune to surface)."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cfg.ppo), dict(cfg.finetune_ppo))
+    except (ConfigKeyError, ConfigAttributeError) as exc:
+        raise ConfigError(f"finetune_ppo: unknown key {exc.full_key!r}; expected keys of ppo "
+                          f"({', '.join(f.name for f in fields(PPOConfig))})") from None
+    except ValidationError as exc:
+        raise ConfigError(f"finetune_ppo.{exc.full_key}: got {exc.value!r}, of the wrong type for ppo's "
+                          f"{exc.full_key}") from None
+    return OmegaConf.to_object(merged) if cfg.mode == "finetune" else cfg.ppo
+
+
 def resolved(cfg: ResidualConfig, base) -> ResidualConfig:
-    """``cfg`` with the base's absolute path and the env the residual trains in: the base's env
-    with this config's world and thread counts, and the privileged group for an asymmetric critic."""
+    """``cfg`` with the base's absolute path, the env the residual trains in (the base's env with
+    this config's world and thread counts, and the privileged group for an asymmetric critic) and
+    the mode's PPO settings (:func:`mode_ppo`)."""
+    if cfg.point_mlp and cfg.mode == "residual" and "points" not in base.obs_groups:
+        raise ConfigError(f"point_mlp {list(cfg.point_mlp)}: the base reads {list(base.obs_groups)}, no points "
+                          "group for the residual's PointNet; leave point_mlp empty")
     groups = list(base.obs_groups) + ([PRIVILEGED] if cfg.asymmetric_critic else [])
     env = replace(base.env_cfg, num_envs=cfg.env.num_envs, num_threads=cfg.env.num_threads, obs_groups=groups)
-    return replace(cfg, env=env, base=str(Path(cfg.base).resolve()))
+    return replace(cfg, env=env, base=str(Path(cfg.base).resolve()), ppo=mode_ppo(cfg))
 
 
 def validate(cfg: ResidualConfig, action_dim: int | None = None) -> None:
@@ -70,6 +92,9 @@ def validate(cfg: ResidualConfig, action_dim: int | None = None) -> None:
         raise ConfigError("init: a refinement starts from its base (base=RUN), not from a teacher run")
     if cfg.warmup_steps < 0:
         raise ConfigError(f"warmup_steps: expected an integer >= 0, got {cfg.warmup_steps}")
+    mode_ppo(cfg)
+    if any(int(w) < 1 for w in cfg.point_mlp):
+        raise ConfigError(f"point_mlp: expected layer widths >= 1, got {list(cfg.point_mlp)}")
     try:
         ShareSchedule(cfg.share)
         if action_dim is not None:
@@ -83,7 +108,8 @@ def policy_kwargs(cfg: ResidualConfig, groups) -> dict:
     critic = actor + ([PRIVILEGED] if cfg.asymmetric_critic else [])
     p = cfg.ppo
     return dict(actor_keys=actor, critic_keys=critic, net_arch=dict(pi=list(p.net_arch), vf=list(p.net_arch)),
-                activation_fn=teacher_train.ACTIVATIONS[p.activation], log_std_init=p.log_std_init)
+                activation_fn=teacher_train.ACTIVATIONS[p.activation], log_std_init=p.log_std_init,
+                point_mlp=list(cfg.point_mlp))
 
 
 def make_model(cfg: ResidualConfig, venv, tensorboard_log: str | None = None, policy=ResidualActorCriticPolicy,
