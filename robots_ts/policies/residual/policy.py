@@ -25,15 +25,20 @@ from robots_ts.policies.residual.env import BASE_ACTION, alpha_vector, combine, 
 from robots_ts.policies.teacher.load import ObsNormalizer
 
 
+def _present(observation_space: spaces.Dict, keys) -> list[str]:
+    keys = list(keys)
+    missing = [k for k in keys if k not in observation_space.spaces]
+    if missing:
+        raise ValueError(f"residual policy reads keys {missing}, absent from the observation "
+                         f"space {list(observation_space.spaces)}")
+    return keys
+
+
 class KeyedFlatten(BaseFeaturesExtractor):
     """The named keys of a Dict observation, flattened and concatenated in the given order."""
 
     def __init__(self, observation_space: spaces.Dict, keys):
-        self.keys = list(keys)
-        missing = [k for k in self.keys if k not in observation_space.spaces]
-        if missing:
-            raise ValueError(f"residual policy reads keys {missing}, absent from the observation "
-                             f"space {list(observation_space.spaces)}")
+        self.keys = _present(observation_space, keys)
         super().__init__(observation_space, sum(get_flattened_obs_dim(observation_space[k]) for k in self.keys))
 
     def forward(self, obs: dict) -> torch.Tensor:
@@ -46,11 +51,7 @@ class PointSetFeatures(BaseFeaturesExtractor):
     same for any order of the points."""
 
     def __init__(self, observation_space: spaces.Dict, keys, point_mlp):
-        self.keys = list(keys)
-        missing = [k for k in self.keys if k not in observation_space.spaces]
-        if missing:
-            raise ValueError(f"residual policy reads keys {missing}, absent from the observation "
-                             f"space {list(observation_space.spaces)}")
+        self.keys = _present(observation_space, keys)
         widths = [int(w) for w in point_mlp]
         if "points" not in self.keys or not widths or min(widths) < 1:
             raise ValueError(f"point_mlp {list(point_mlp)}: expected widths >= 1 for an actor that reads "
