@@ -56,7 +56,8 @@ def test_bench_end_to_end_on_reach(tmp_path, capsys):
     base = make_student_run(tmp_path / "base", "depth", 0, 41)
     out = tmp_path / "bench"
     argv = ["bench", "residual", "configs/residual/reach_depth.yaml", f"base={base}", *TINY, "warmup_steps=32",
-            "finetune_ppo.learning_rate=3e-5", "--seeds", "0", "1", "--episodes", "4", "--num-envs", "2", "--eval-seed", "5", "--out", str(out), "--json"]
+            "finetune_ppo.learning_rate=3e-5", "--seeds", "0", "1", "--episodes", "4", "--num-envs", "2",
+            "--eval-seed", "5", "--out", str(out), "--json"]
     assert cli([*argv, "--total-steps", "32"]) == 0
     capsys.readouterr()
     # Every evaluation ran on one torch thread, and its cached record says so.
@@ -67,7 +68,7 @@ def test_bench_end_to_end_on_reach(tmp_path, capsys):
     s = res["settings"]
     assert s["seeds"] == [0, 1] and s["total_steps"] == 64 and s["episodes"] == 4 and s["eval_seed"] == 5
     assert res["task"] == "Reach" and res["base_run"] == str(base.resolve())
-    assert s["finetune_ppo"] == {"learning_rate": 3e-5}     # the fine-tune's own; its runs resume and are reused with them
+    assert s["finetune_ppo"] == {"learning_rate": 3e-5}     # the fine-tune's own, resumed and reused with
     for seed in ("0", "1"):
         row = res["per_seed"][seed]
         for arm in ("residual", "finetune"):
