@@ -13,10 +13,8 @@ The base, every residual and every fine-tuned student are then evaluated acting 
 held-out episodes: the same evaluation seed, number of episodes and of worlds (200 episodes by
 default). Each evaluation records the SHA-256 of its worlds' episode parameters, and the bench
 checks that they are all equal (``episodes.identical``). Evaluations run on one torch thread
-(``EVAL_TORCH_THREADS``): the same refined checkpoint on the same episodes placed 0.695 with two
-threads and 0.725 with one, float rounding amplified by contacts, so a figure is only reproducible
-with its thread count. Evaluations are cached in ``OUT/evals/`` and reused while the checkpoint and
-the settings are unchanged.
+(:func:`robots_ts.bench.robustness.evaluate_cached`), are cached in ``OUT/evals/`` and are reused
+while the checkpoint and the settings are unchanged.
 
 The check, with its numbers: refined success - base success >= ``--threshold`` (0.15 absolute) for
 every seed and on the mean over seeds; the fine-tuning baseline's gain is reported beside it, with
@@ -42,7 +40,6 @@ from robots_ts.runs import atomic_write_json, read_jsonl, sha256_of
 
 ARMS = ("residual", "finetune")           # the two refinements, one run each per seed
 THRESHOLD = 0.15
-EVAL_TORCH_THREADS = 1                    # every evaluation's, whatever the machine (see above)
 PROG = "robots-ts bench residual"
 
 
@@ -128,17 +125,10 @@ def evaluate_policy(out: Path, name: str, run_dir: Path, kind: str, checkpoint: 
     from robots_ts.bench.robustness import evaluate_cached
     from robots_ts.policies.load import load_policy
 
-    import torch
-
     key = {"run": str(run_dir), "checkpoint": checkpoint, "sha256": checkpoint_digest(run_dir, kind, checkpoint),
-           "episodes": episodes, "eval_seed": eval_seed, "num_envs": num_envs, "torch_threads": EVAL_TORCH_THREADS}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(EVAL_TORCH_THREADS)
-    try:
-        res = evaluate_cached(out / "evals" / f"{name}.json", key, lambda: load_policy(run_dir, checkpoint),
-                              lambda p: p.env_cfg, None, episodes, eval_seed, num_envs)
-    finally:
-        torch.set_num_threads(threads)
+           "episodes": episodes, "eval_seed": eval_seed, "num_envs": num_envs}
+    res = evaluate_cached(out / "evals" / f"{name}.json", key, lambda: load_policy(run_dir, checkpoint),
+                          lambda p: p.env_cfg, None, episodes, eval_seed, num_envs)
     lo, hi = res["success_ci95"]
     _say(f"{name}: success {res['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] over {res['episodes']} episodes")
     return res
