@@ -130,6 +130,9 @@ def cmd_evaluate(argv: list[str]) -> int:
     ap.add_argument("--randomization", metavar="none|YAML",
                     help="domain randomization to evaluate under: 'none' (the nominal env) or a preset, e.g. "
                     "configs/randomization/strong.yaml (default: the run's own)")
+    ap.add_argument("--torch-threads", type=_at_least(1), default=1, metavar="N",
+                    help="torch threads the policy runs on (default 1, as every bench: a success rate can move "
+                         "with the count, through float rounding amplified by contacts)")
     args = ap.parse_args(argv)
     if args.video is not None and Path(args.video).suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"--video: expected a .mp4 or .gif path, got {args.video!r}")
@@ -147,11 +150,12 @@ def cmd_evaluate(argv: list[str]) -> int:
 
         env_cfg, randomization = with_randomization(policy.env_cfg, args.randomization)
         res = evaluate_grid(policy, env_cfg, args.param_grid, args.grid_episodes, args.seed,
-                            args.num_envs, args.threshold, out_dir=run_dir)
+                            args.num_envs, args.threshold, out_dir=run_dir, threads=args.torch_threads)
         res["randomization"] = randomization
     else:
         res = rollout_policy(policy, policy.env_cfg, episodes=args.episodes, seed=args.seed,
-                             num_envs=args.num_envs, video=args.video, randomization=args.randomization)
+                             num_envs=args.num_envs, video=args.video, randomization=args.randomization,
+                             threads=args.torch_threads)
     res["run_dir"] = str(run_dir)
     if args.json:
         print(json.dumps(res, indent=1))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from robots_ts.config import EnvConfig
+from robots_ts.evaluate import EVAL_TORCH_THREADS, torch_threads
 from robots_ts.rollout import policy_env, run_episodes
 from robots_ts.runs import atomic_write_json
 
@@ -25,19 +26,21 @@ def grid_cells(low: np.ndarray, high: np.ndarray, n: int) -> np.ndarray:
 
 
 def rollout_on_params(policy, env_cfg: EnvConfig, params: np.ndarray, seed: int = 0, num_envs: int = 16,
-                      obs_groups=None) -> list[dict]:
-    """One episode per row of ``params``, in batches of ``num_envs`` worlds; records in row order."""
+                      obs_groups=None, threads: int = EVAL_TORCH_THREADS) -> list[dict]:
+    """One episode per row of ``params``, in batches of ``num_envs`` worlds, the policy on ``threads``
+    torch threads; records in row order."""
     params = np.asarray(params, dtype=np.float64)
     n = max(1, min(num_envs, len(params)))
     env = policy_env(policy, env_cfg, n, seed=seed, obs_groups=obs_groups)
     records: list[dict] = []
     try:
-        for start in range(0, len(params), n):
-            batch = params[start:start + n]
-            quota = (np.arange(n) < len(batch)).astype(np.int64)  # world i runs row i once
-            episodes = run_episodes(env, policy.act, [policy], quota=quota, params=batch)
-            by_world = {r.pop("world"): r for r in episodes}
-            records.extend(by_world[i] for i in range(len(batch)))
+        with torch_threads(threads):
+            for start in range(0, len(params), n):
+                batch = params[start:start + n]
+                quota = (np.arange(n) < len(batch)).astype(np.int64)  # world i runs row i once
+                episodes = run_episodes(env, policy.act, [policy], quota=quota, params=batch)
+                by_world = {r.pop("world"): r for r in episodes}
+                records.extend(by_world[i] for i in range(len(batch)))
     finally:
         env.close()
     return records
@@ -49,19 +52,22 @@ def cell_success(records: list[dict], cells: int, episodes_per_cell: int) -> np.
 
 
 def evaluate_grid(policy, env_cfg, n: int, episodes_per_cell: int = 4, seed: int = 0, num_envs: int = 16,
-                  threshold: float = 0.75, out_dir: str | Path | None = None, param_space=None) -> dict:
+                  threshold: float = 0.75, out_dir: str | Path | None = None, param_space=None,
+                  threads: int = EVAL_TORCH_THREADS) -> dict:
+    """Success per cell of an ``n``-per-dimension grid over the task's parameters, the policy on
+    ``threads`` torch threads (recorded as ``torch_threads``)."""
     from robots_ts.envs.world import resolve_task
 
     space = param_space or resolve_task(env_cfg.task).params.with_bounds(env_cfg.params)
     cells = grid_cells(space.low, space.high, n)
     params = np.repeat(cells, episodes_per_cell, axis=0)
-    records = rollout_on_params(policy, env_cfg, params, seed=seed, num_envs=num_envs)
+    records = rollout_on_params(policy, env_cfg, params, seed=seed, num_envs=num_envs, threads=threads)
     cell_rate = cell_success(records, len(cells), episodes_per_cell)
     res = {"task": env_cfg.task, "param_names": list(space.names), "grid": n, "cells": len(cells),
            "episodes_per_cell": episodes_per_cell, "threshold": threshold,
            "mastered_fraction": float(np.mean(cell_rate >= threshold)),
            "success_rate": float(cell_rate.mean()),
-           "cell_centres": cells.tolist(), "cell_success": cell_rate.tolist()}
+           "cell_centres": cells.tolist(), "cell_success": cell_rate.tolist(), "torch_threads": threads}
     if out_dir is not None:
         out_dir = Path(out_dir)
         atomic_write_json(out_dir / f"grid_eval_{n}.json", res)

@@ -28,7 +28,7 @@ def test_grid_evaluation_finds_the_unreachable_region(tmp_path):
     centres = np.array(res["cell_centres"])
     near = centres[:, names.index("distance")] < 0.7
     assert rate[near].min() == 1.0 and rate[~near].max() == 0.0
-    assert res["mastered_fraction"] == pytest.approx(0.5)
+    assert res["mastered_fraction"] == pytest.approx(0.5) and res["torch_threads"] == 1
     assert (tmp_path / "grid_eval_2.png").stat().st_size > 0
     assert json.loads((tmp_path / "grid_eval_2.json").read_text())["cells"] == 8
 

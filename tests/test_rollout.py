@@ -110,3 +110,37 @@ def test_point_cloud_episodes_do_not_depend_on_the_policy():
             env.close()
         digests.append(episodes_digest(records))
     assert digests[0] == digests[1]
+
+
+def test_rollout_policy_runs_the_policy_on_the_asked_torch_threads_and_restores_the_callers():
+    """A success rate can move with the torch thread count, so every evaluation pins one (unless told
+    otherwise), records it, and hands the caller back its own count, also when the rollout fails."""
+    import torch
+
+    seen = []
+
+    class Counting(ScriptedTeacher):
+        def act(self, obs):
+            seen.append(torch.get_num_threads())
+            return super().act(obs)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        res = rollout_policy(Counting(), CFG, episodes=2, num_envs=2, seed=0)
+        assert res["torch_threads"] == 1 and set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        res = rollout_policy(Counting(), CFG, episodes=2, num_envs=2, seed=0, threads=2)
+        assert res["torch_threads"] == 2 and set(seen) == {2}
+
+        class Failing(ScriptedTeacher):
+            def act(self, obs):
+                raise RuntimeError("policy failed")
+
+        with pytest.raises(RuntimeError, match="policy failed"):
+            rollout_policy(Failing(), CFG, episodes=2, num_envs=2, seed=0)
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="torch threads"):
+            rollout_policy(Counting(), CFG, episodes=2, num_envs=2, seed=0, threads=0)
+    finally:
+        torch.set_num_threads(before)

@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from robots_ts.config import ConfigError, RandomizationConfig, load_config, to_dict
-from robots_ts.evaluate import (NOMINAL, load_randomization, randomization_name, randomization_record,
-                                rollout_policy, wilson_interval)
+from robots_ts.evaluate import (EVAL_TORCH_THREADS, NOMINAL, load_randomization, randomization_name,
+                                randomization_record, rollout_policy, torch_threads, wilson_interval)
 from robots_ts.policies.distill.config import StudentConfig
 from robots_ts.runs import atomic_write_json, read_json
 
@@ -142,31 +142,21 @@ def student(cfg: StudentConfig, run_dir: Path, progress: bool = False) -> dict:
             "training_success": records[-1]["student_success"], "teacher_success": records[-1]["teacher_success"]}
 
 
-EVAL_TORCH_THREADS = 1    # every cached evaluation's, whatever the machine (see evaluate_cached)
-
-
 def evaluate_cached(cache: Path, key: dict, policy_fn, env_cfg_fn, randomization: str, episodes: int, seed: int,
                     num_envs: int) -> dict:
     """:func:`rollout_policy` under ``randomization``, stored in ``cache`` with ``key`` and reused
-    while the key is the same. It runs on ``EVAL_TORCH_THREADS`` torch threads, recorded in the key:
-    a refined PegInsert checkpoint placed 0.695 of the same 200 episodes on two threads and 0.725 on
-    one (float rounding, amplified by contacts), so a figure is reproducible with its thread count."""
-    import torch
-
+    while the key is the same. The key records the torch thread count the policy runs on
+    (``EVAL_TORCH_THREADS``): a figure is reproducible only with it (:mod:`robots_ts.evaluate`)."""
     key = {**key, "torch_threads": EVAL_TORCH_THREADS}
     if cache.exists():
         stored = read_json(cache, "cached evaluation")
         if isinstance(stored, dict) and stored.get("key") == key:
             return stored["result"]
     t0 = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(EVAL_TORCH_THREADS)
-    try:
+    with torch_threads(EVAL_TORCH_THREADS):       # the policy's loading too
         policy = policy_fn()
         res = rollout_policy(policy, env_cfg_fn(policy), episodes=episodes, seed=seed, num_envs=num_envs,
-                             randomization=randomization)
-    finally:
-        torch.set_num_threads(threads)
+                             randomization=randomization, threads=EVAL_TORCH_THREADS)
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(cache, {"key": key, "result": res})
     return res

@@ -37,7 +37,11 @@ def test_tiny_run_writes_checkpoint_that_ppo_and_evaluate_accept(tmp_path, capsy
     capsys.readouterr()
     assert cli(["evaluate", str(run), "--episodes", "6", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["episodes"] == 6
+    assert res["episodes"] == 6 and res["torch_threads"] == 1
+    # On another thread count the same episodes run (same digest), and the count is recorded.
+    assert cli(["evaluate", str(run), "--episodes", "6", "--json", "--torch-threads", "2"]) == 0
+    two = json.loads(capsys.readouterr().out)
+    assert two["torch_threads"] == 2 and two["episodes_sha256"] == res["episodes_sha256"]
     assert res["success_ci95"] == pytest.approx(wilson_interval(round(res["success_rate"] * 6), 6))
     assert res["mean_episode_length"] > 0
 
