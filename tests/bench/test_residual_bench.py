@@ -69,6 +69,13 @@ def test_bench_end_to_end_on_reach(tmp_path, capsys):
     assert s["seeds"] == [0, 1] and s["total_steps"] == 64 and s["episodes"] == 4 and s["eval_seed"] == 5
     assert res["task"] == "Reach" and res["base_run"] == str(base.resolve())
     assert s["finetune_ppo"] == {"learning_rate": 3e-5}     # the fine-tune's own, resumed and reused with
+    # Each refinement is evaluated at the checkpoint its whole budget trained (latest), by default.
+    from robots_ts.policies.teacher.load import resolve_checkpoint
+    from robots_ts.runs import sha256_of
+
+    assert s["checkpoint"] == "latest"
+    key = json.loads((out / "evals" / "finetune_s1_latest.json").read_text())["key"]
+    assert key["checkpoint"] == "latest" and key["sha256"] == sha256_of(resolve_checkpoint(out / "finetune_s1", "latest"))
     for seed in ("0", "1"):
         row = res["per_seed"][seed]
         for arm in ("residual", "finetune"):
@@ -101,6 +108,12 @@ def test_bench_end_to_end_on_reach(tmp_path, capsys):
     assert sub["settings"]["finetune_seeds"] == [0] and sub["finetune_beside"]["seeds"] == [0]
     assert "finetune" not in sub["per_seed"]["1"] and sub["per_seed"]["0"]["finetune"]["success"] == \
         res["per_seed"]["0"]["finetune"]["success"]
+    # --no-finetune: the residuals alone, reused; no fine-tune is reported, nor counted beside them.
+    assert cli(argv + ["--total-steps", "64", "--no-finetune"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert alone["settings"]["finetune_seeds"] == [] and all("finetune" not in alone["per_seed"][s] for s in ("0", "1"))
+    assert [alone["per_seed"][s]["residual"]["success"] for s in ("0", "1")] == \
+        [res["per_seed"][s]["residual"]["success"] for s in ("0", "1")]
 
 
 def test_bench_refuses_mode_and_seed_overrides_and_another_run_in_out(tmp_path, capsys):
@@ -108,6 +121,13 @@ def test_bench_refuses_mode_and_seed_overrides_and_another_run_in_out(tmp_path, 
     assert cli(["bench", "residual", "configs/residual/reach_depth.yaml", f"base={base}", "--seeds", "0", "1",
                 "--finetune-seeds", "2", "--out", str(tmp_path / "b")]) == 2
     assert "--finetune-seeds [2]: expected some of --seeds [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+    # --finetune-seeds names at least one seed, and is not given with --no-finetune.
+    for flags in (["--finetune-seeds"], ["--finetune-seeds", "0", "--no-finetune"]):
+        with pytest.raises(SystemExit):
+            cli(["bench", "residual", "configs/residual/reach_depth.yaml", f"base={base}", *flags,
+                 "--out", str(tmp_path / "b")])
+        assert "--finetune-seeds" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
     for bad in ("mode=finetune", "seed=3"):
         assert cli(["bench", "residual", "configs/residual/reach_depth.yaml", f"base={base}", bad,
