@@ -40,7 +40,7 @@ import numpy as np
 
 from robots_ts.config import ConfigError, RandomizationConfig, load_config, to_dict
 from robots_ts.evaluate import (EVAL_TORCH_THREADS, NOMINAL, load_randomization, randomization_name,
-                                randomization_record, rollout_policy, torch_threads, wilson_interval)
+                                randomization_record, rollout_policy, wilson_interval)
 from robots_ts.policies.distill.config import StudentConfig
 from robots_ts.runs import atomic_write_json, read_json
 
@@ -153,10 +153,9 @@ def evaluate_cached(cache: Path, key: dict, policy_fn, env_cfg_fn, randomization
         if isinstance(stored, dict) and stored.get("key") == key:
             return stored["result"]
     t0 = time.perf_counter()
-    with torch_threads(EVAL_TORCH_THREADS):       # the policy's loading too
-        policy = policy_fn()
-        res = rollout_policy(policy, env_cfg_fn(policy), episodes=episodes, seed=seed, num_envs=num_envs,
-                             randomization=randomization, threads=EVAL_TORCH_THREADS)
+    policy = policy_fn()
+    res = rollout_policy(policy, env_cfg_fn(policy), episodes=episodes, seed=seed, num_envs=num_envs,
+                         randomization=randomization, threads=EVAL_TORCH_THREADS)
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(cache, {"key": key, "result": res})
     return res
