@@ -111,6 +111,8 @@ def _fraction(text: str) -> float:
 
 
 def cmd_evaluate(argv: list[str]) -> int:
+    from robots_ts.evaluate import EVAL_TORCH_THREADS
+
     ap = argparse.ArgumentParser(prog="robots-ts evaluate", description="Evaluate any run's policy.")
     ap.add_argument("run_dir")
     ap.add_argument("--episodes", type=_at_least(1), default=100)
@@ -130,7 +132,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     ap.add_argument("--randomization", metavar="none|YAML",
                     help="domain randomization to evaluate under: 'none' (the nominal env) or a preset, e.g. "
                     "configs/randomization/strong.yaml (default: the run's own)")
-    ap.add_argument("--torch-threads", type=_at_least(1), default=1, metavar="N",
+    ap.add_argument("--torch-threads", type=_at_least(1), default=EVAL_TORCH_THREADS, metavar="N",
                     help="torch threads the policy runs on (default 1, as every bench: a success rate can move "
                          "with the count, through float rounding amplified by contacts)")
     args = ap.parse_args(argv)

@@ -114,15 +114,6 @@ def rollout_policy(policy, env_cfg: EnvConfig, episodes: int = 100, seed: int = 
     The policy runs on ``threads`` torch threads, recorded as ``torch_threads``."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    with torch_threads(threads):
-        out = _rollout(policy, env_cfg, episodes, seed, num_envs, sampler, video, obs_groups, max_video_episodes,
-                       randomization)
-    out["torch_threads"] = threads
-    return out
-
-
-def _rollout(policy, env_cfg: EnvConfig, episodes: int, seed: int, num_envs: int, sampler, video, obs_groups,
-             max_video_episodes: int, randomization) -> dict:
     env_cfg, rand_record = with_randomization(env_cfg, randomization)
     n = max(1, min(num_envs, episodes))
     env = policy_env(policy, env_cfg, n, seed=seed, sampler=sampler, obs_groups=obs_groups)
@@ -142,7 +133,8 @@ def _rollout(policy, env_cfg: EnvConfig, episodes: int, seed: int, num_envs: int
 
         hooks = {"before_step": before_step, "after_step": after_step}
     try:
-        records = run_episodes(env, policy.act, [policy], quota=split_quota(episodes, n), **hooks)
+        with torch_threads(threads):
+            records = run_episodes(env, policy.act, [policy], quota=split_quota(episodes, n), **hooks)
     finally:
         env.close()
     out = summarise(records, env_cfg.task, seed)
@@ -154,6 +146,7 @@ def _rollout(policy, env_cfg: EnvConfig, episodes: int, seed: int, num_envs: int
     out["episodes_sha256"] = episodes_digest(records)
     out["backend"] = env_cfg.backend
     out["randomization"] = rand_record
+    out["torch_threads"] = threads
     if video is not None and frames:
         from robots_ts.envs.video import write_video
 
