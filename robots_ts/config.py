@@ -148,6 +148,8 @@ class EnvConfig:
     num_threads: int = 0              # 0: one per core, at most one per world
     ray_actors: int = 0               # 0: the worlds step in this process; K: split over K Ray actors for
                                       # training rollouts (robots_ts.scale; evaluations stay in-process)
+    ray_split: str = "even"           # how the worlds are dealt to the actors: even | speed (in proportion
+                                      # to each actor's measured stepping speed, probed once at the start)
     init_noise: float = 0.02          # radians of uniform noise on the home joint pose at reset
     action_history: int = 4           # actions in the `history` group (the last ones sent, newest first),
                                       # for a policy that acts through latency; read only with that group

@@ -21,6 +21,16 @@ The worlds of the teacher config (state observations) are stepped under random a
   in-process env and on each K actors, ``--ppo-steps`` steps each after one warm-up rollout;
 - ``ray_start_s``: how long starting the local Ray instance (or joining the cluster) took.
 
+``--compare-splits`` adds, for each K >= 2, the worlds dealt by speed (``env.ray_split=speed``)
+against the even deal on the same K actors: the actors are probed once
+(:meth:`~robots_ts.scale.pool.ShardPool.balance`), then the two deals alternate block by block
+(each re-dealt, reset and warmed before its block): ``splits[K]`` holds both medians, the median of
+the per-pair ratios (speed over even), the probe's record, and ``parallel_efficiency_speed``.
+``--slow-actor F`` makes the last actor of every K >= 2 step F times slower than its work takes
+(:meth:`~robots_ts.scale.shard.EnvShard.emulate_slow_core`): a cluster of unequal cores on a
+machine of equal ones. ``--pin-actors`` keeps actor k of every K >= 2 on core ``k mod cores`` of
+its machine (with a process pinned to one of the cores beside it, a real cluster of unequal cores).
+
 ``--processes 1,2,4,8`` measures the machine's ceiling instead, without Ray: K independent
 processes, each stepping its own in-process env of ``--num-envs`` worlds for ``--block-steps``
 steps, started together; efficiency = summed rate / (K x one process's rate).
@@ -78,7 +88,8 @@ def _interleaved(measure_a, measure_b, pairs: int) -> tuple[list[float], list[fl
 def bench_scale(config: str = DEFAULT_CONFIG, num_envs: int = 32, actors: list[int] | None = None,
                 block_steps: int = 50, blocks: int = 7, ppo_steps: int = 8192, ppo_block_steps: int = 4096,
                 ppo_pairs: int = 5, seed: int = 0, address: str | None = None, overrides: list[str] = (),
-                settle_s: float = 30.0, warmup_pairs: int = 1) -> dict:
+                settle_s: float = 30.0, warmup_pairs: int = 1, compare_splits: bool = False,
+                slow_actor: float = 1.0, pin_actors: bool = False) -> dict:
     import ray
     import torch
 
@@ -115,6 +126,12 @@ def bench_scale(config: str = DEFAULT_CONFIG, num_envs: int = 32, actors: list[i
            "num_envs": num_envs, "cluster_cpus": cpus, "machine_cores": os.cpu_count(), "ray_start_s": ray_start_s,
            "block_steps": block_steps, "blocks": blocks, "actors_skipped": skipped,
            "env_steps_per_s": {"ray": {}}, "ppo_steps_per_s": {"ray": {}}, "parallel_efficiency": {}}
+    if slow_actor != 1.0:
+        out["slow_actor"] = slow_actor
+    if pin_actors:
+        out["pinned_cpus"] = {}
+    if compare_splits:
+        out["splits"], out["parallel_efficiency_speed"] = {}, {}
     # One actor against one in-process thread, interleaved; then PPO on both, interleaved.
     local = warm(BatchedEnv(cfg.env, seed=seed))
     one = warm(RayVecEnv(cfg.env, seed=seed, actors=1))
@@ -153,19 +170,52 @@ def bench_scale(config: str = DEFAULT_CONFIG, num_envs: int = 32, actors: list[i
     for k in placeable:
         if k == 1:
             continue
-        env = warm(RayVecEnv(cfg.env, seed=seed, actors=k))
+        env = RayVecEnv(cfg.env, seed=seed, actors=k)
         try:
+            if slow_actor != 1.0:
+                env.pool.call(k - 1, "emulate_slow_core", slow_actor)
+            if pin_actors:
+                cores = os.cpu_count() or 1
+                out["pinned_cpus"][str(k)] = [env.pool.call(j, "pin_cpus", [j % cores]) for j in range(k)]
+            warm(env)
             out["env_steps_per_s"]["ray"][str(k)] = round(
                 statistics.median(_rate(env, block_steps, rng) for _ in range(blocks)), 1)
             model = _model(cfg, env)
             out["ppo_steps_per_s"]["ray"][str(k)] = round(_ppo_rate(model, ppo_steps), 1)
+            if compare_splits:
+                out["splits"][str(k)] = _compare_splits(env, blocks, block_steps, rng)
         finally:
             env.close()
-        out["parallel_efficiency"][str(k)] = round(out["env_steps_per_s"]["ray"][str(k)]
-                                                   / (k * out["env_steps_per_s"]["ray"]["1"]), 3)
+        one_rate = out["env_steps_per_s"]["ray"]["1"]
+        out["parallel_efficiency"][str(k)] = round(out["env_steps_per_s"]["ray"][str(k)] / (k * one_rate), 3)
+        if compare_splits:
+            out["parallel_efficiency_speed"][str(k)] = round(out["splits"][str(k)]["speed"] / (k * one_rate), 3)
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     out["wall_s"] = round(time.time() - t0, 1)
     return out
+
+
+def _compare_splits(env, blocks: int, block_steps: int, rng) -> dict:
+    """The worlds of ``env`` (a RayVecEnv of K actors, dealt evenly) dealt by the actors' speed
+    against evenly: one probe, then ``blocks`` pairs of blocks alternating the two deals (the order
+    flipped every pair), each deal made, reset and warmed before its block."""
+    even = list(env.pool.shares)
+    record = env.pool.balance()
+    speed = list(env.pool.shares)
+
+    def block(shares):
+        def measure():
+            env.pool.deal(shares)
+            env.reset()
+            _rate(env, 5, rng)
+            return _rate(env, block_steps, rng)
+        return measure
+
+    a, b = _interleaved(block(even), block(speed), blocks)
+    ratios = [y / x for x, y in zip(a, b)]
+    return {"even": round(statistics.median(a), 1), "speed": round(statistics.median(b), 1),
+            "ratio": round(statistics.median(ratios), 3), "ratios": [round(x, 3) for x in ratios],
+            "worlds_even": [c for _, c in even], "balance": record}
 
 
 def _process_worker(cfg_env, steps: int, seed: int, barrier, out) -> None:
@@ -233,6 +283,14 @@ def main(argv=None) -> int:
     ap.add_argument("--settle-s", type=float, default=30.0,
                     help="unmeasured one-actor pairs until this many seconds after Ray started (default 30)")
     ap.add_argument("--warmup-pairs", type=int, default=1, help="unmeasured one-actor pairs at least (default 1)")
+    ap.add_argument("--compare-splits", action="store_true",
+                    help="for each K >= 2 also deal the worlds by the actors' speed (env.ray_split=speed) and "
+                         "measure it against the even deal, alternating blocks")
+    ap.add_argument("--slow-actor", type=float, default=1.0, metavar="F",
+                    help="the last actor of each K >= 2 steps F times slower than its work takes (default 1: "
+                         "as fast); an emulated cluster of unequal cores")
+    ap.add_argument("--pin-actors", action="store_true",
+                    help="keep actor k of each K >= 2 on core k mod cores (Linux)")
     ap.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else a local instance)")
     ap.add_argument("--processes", help="instead: the machine's ceiling without Ray, K independent processes "
                                         "of --num-envs worlds each for these comma-separated K (must include 1), "
@@ -252,6 +310,10 @@ def main(argv=None) -> int:
     for name in ("num_envs", "block_steps", "blocks", "ppo_steps", "ppo_block_steps", "ppo_pairs", "warmup_pairs"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
+    if not args.slow_actor >= 1:
+        ap.error(f"--slow-actor: expected a factor >= 1, got {args.slow_actor}")
+    if args.processes and (args.compare_splits or args.slow_actor != 1.0 or args.pin_actors):
+        ap.error("--compare-splits, --slow-actor and --pin-actors measure Ray actors; --processes runs without Ray")
     if actors is not None and min(actors) < 1:
         ap.error(f"--actors: expected positive counts, got {args.actors!r}")
     if args.processes:
@@ -265,7 +327,9 @@ def main(argv=None) -> int:
     else:
         res = bench_scale(args.config, args.num_envs, actors, args.block_steps, args.blocks, args.ppo_steps,
                           args.ppo_block_steps, args.ppo_pairs, address=args.ray_address, overrides=args.overrides,
-                          settle_s=args.settle_s, warmup_pairs=args.warmup_pairs)
+                          settle_s=args.settle_s, warmup_pairs=args.warmup_pairs,
+                          compare_splits=args.compare_splits, slow_actor=args.slow_actor,
+                          pin_actors=args.pin_actors)
     if args.out:
         from pathlib import Path
 
@@ -282,4 +346,7 @@ def main(argv=None) -> int:
               f"all threads {e['in_process_all_threads']}, "
               f"Ray {e['ray']}; one actor costs {o['env_cost']:.1%} (PPO {o['ppo_cost']:.1%}); "
               f"parallel efficiency {res['parallel_efficiency']}", file=sys.stdout)
+        for k, sp in res.get("splits", {}).items():
+            print(f"{k} actors: worlds {sp['worlds_even']} even {sp['even']}/s, {sp['balance']['worlds']} by speed "
+                  f"{sp['speed']}/s (ratio {sp['ratio']})")
     return 0

@@ -244,6 +244,8 @@ class RayCollector:
         out = collect_summary(episodes.finished, len(episodes.successes), teacher_steps, steps * n,
                               time.perf_counter() - t0)
         out["actor_restarts"] = len(pool.incidents) - incidents
+        if pool.balance_record:     # env.ray_split=speed: the worlds each actor steps
+            out["worlds_per_actor"] = pool.balance_record["worlds"]
         return out
 
     def _start(self, ids: np.ndarray, ended: dict[int, dict]) -> None:

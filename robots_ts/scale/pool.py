@@ -2,8 +2,10 @@
 
 Each actor is an :class:`~robots_ts.scale.shard.EnvShard` of a contiguous share of the worlds,
 reserving ``env.num_threads`` CPUs (1 when 0) and stepping its worlds on as many threads; actors
-are spread over the cluster's nodes. An actor that dies (its process killed, its node lost) is
-restarted by Ray (``max_restarts``) with the arguments it was built with. The pool notices the
+are spread over the cluster's nodes. The shares are even, or (``env.ray_split=speed``) dealt by
+each actor's speed, measured once at the start (:meth:`ShardPool.balance`). An actor that dies
+(its process killed, its node lost) is restarted by Ray (``max_restarts``) with the arguments it
+was built with, and given back its current share. The pool notices the
 lost call, logs the incident (the ``robots_ts.scale`` logger, and :attr:`ShardPool.incidents`),
 waits for the actor to come back and leaves the redoing of the lost work to its caller: a
 :class:`~robots_ts.scale.vec_env.RayVecEnv` starts the share's worlds afresh, a DAgger collection
@@ -17,12 +19,15 @@ import time
 import numpy as np
 
 from robots_ts.config import EnvConfig
-from robots_ts.scale.shard import EnvShard, split_worlds
+from robots_ts.scale.shard import EnvShard, choose_split, split_worlds
 
 log = logging.getLogger("robots_ts.scale")
 
 RESTART_WAIT_S = 120.0   # how long a restarting actor may take to answer again
 PLACEMENT_WARN_S = 60.0  # actors not answering by then are slow to start or wait for CPUs: say so
+SPLITS = ("even", "speed")
+PROBE_S = 2.0            # seconds each actor steps its share to measure its speed (env.ray_split=speed)
+MIN_GAIN = 0.05          # a speed split replaces the even one when it shortens the step by this much
 
 
 class ShardLost(RuntimeError):
@@ -94,6 +99,8 @@ class ShardPool:
         n = int(cfg.num_envs)
         if not 1 <= actors <= n:
             raise ValueError(f"env.ray_actors: expected 1 to env.num_envs ({n}) actors, got {actors}")
+        if cfg.ray_split not in SPLITS:
+            raise ValueError(f"env.ray_split: expected one of {list(SPLITS)}, got {cfg.ray_split!r}")
         if max_restarts < 0:
             raise ValueError(f"max_restarts: expected an integer >= 0, got {max_restarts}")
         ray = connect(address)
@@ -103,7 +110,9 @@ class ShardPool:
                                      f"{threads} CPU(s) per actor)")
         self.cfg, self.num_envs, self.max_restarts = cfg, n, int(max_restarts)
         self.shares = split_worlds(n, actors)
+        self.built = list(self.shares)    # the shares the actors were built with (and come back with from a restart)
         self.slices = [slice(first, first + count) for first, count in self.shares]
+        self.balance_record: dict | None = None
         # seed None: one entropy for the whole batch, chosen here, as WorldBatch.seed(None) would
         self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy)
         remote = ray.remote(EnvShard)
@@ -126,6 +135,8 @@ class ShardPool:
                             ray.available_resources().get("CPU", 0), ray.cluster_resources().get("CPU", 0),
                             actors * threads)
             self.described = ray.get(refs)
+            if cfg.ray_split == "speed" and actors > 1:
+                self.balance()
         except BaseException:
             self.close()
             raise
@@ -137,6 +148,46 @@ class ShardPool:
     def nodes(self) -> list[str | None]:
         """The node each actor was placed on (when it was built)."""
         return [d["node"] for d in self.described]
+
+    def balance(self, seconds: float | None = None) -> dict:
+        """Deal the worlds to the actors by their speed (``env.ray_split=speed``): every actor steps
+        its share for ``seconds`` (default :data:`PROBE_S`) at once (:meth:`EnvShard.probe`), and
+        the worlds are dealt again in proportion to the measured rates when that shortens a
+        synchronous step by :data:`MIN_GAIN` at least (:func:`choose_split`); then :meth:`deal`.
+        A world's draws depend on its index only, so the deal changes no episode (per-step noise
+        aside, which is one stream per actor). Returns and keeps the record (``balance_record``):
+        rates, the old and new world counts, the predicted gain."""
+        seconds = PROBE_S if seconds is None else float(seconds)
+        probes = self.call_all("probe", seconds)
+        rates = [p["worlds"] * p["steps"] / p["seconds"] for p in probes]
+        before = list(self.shares)
+        shares, gain = choose_split(before, rates, MIN_GAIN)
+        self.deal(shares)
+        self.balance_record = {"split": "speed", "probe_s": seconds,
+                               "rates": [round(r, 1) for r in rates], "steps": [p["steps"] for p in probes],
+                               "worlds_before": [c for _, c in before], "worlds": [c for _, c in self.shares],
+                               "predicted_gain": round(gain, 3), "applied": self.shares != before}
+        log.info("Ray actors step %s worlds/s; worlds per actor %s -> %s (predicted step %.0f%% shorter%s)",
+                 self.balance_record["rates"], self.balance_record["worlds_before"], self.balance_record["worlds"],
+                 100 * gain, "" if self.balance_record["applied"] else f"; under {MIN_GAIN:.0%}, kept")
+        return self.balance_record
+
+    def deal(self, shares) -> None:
+        """Give actor ``k`` the worlds ``shares[k]`` (first, count; contiguous, covering the batch in
+        order) and rebuild every actor as new with its share: worlds seeded as built, no policies,
+        no episodes. Reset the batch (or begin a collection) after it."""
+        shares = [(int(f), int(c)) for f, c in shares]
+        if (len(shares) != len(self) or min(c for _, c in shares) < 1
+                or [f for f, _ in shares] != [sum(c for _, c in shares[:k]) for k in range(len(shares))]
+                or sum(c for _, c in shares) != self.num_envs):
+            raise ValueError(f"deal: expected {len(self)} contiguous shares of at least one world covering "
+                             f"{self.num_envs} worlds, got {shares}")
+        self.shares = shares
+        self.slices = [slice(first, first + count) for first, count in shares]
+        refs = [self.submit(k, "reshape", *share) for k, share in enumerate(shares)]
+        for k, ref in enumerate(refs):
+            self.call_again(k, "reshape", *shares[k], ref=ref)
+        self.revived.clear()      # rebuilt as new either way
 
     def per_shard(self, ids: np.ndarray, task: np.ndarray | None, adr: np.ndarray | None):
         """For each shard holding some of the worlds ``ids`` (global, sorted) whose episodes start
@@ -197,6 +248,8 @@ class ShardPool:
         while True:
             try:
                 self.ray.get(self.actors[k].ping.remote(), timeout=10)
+                if self.shares[k] != self.built[k]:     # Ray rebuilt it with its first share
+                    self.ray.get(self.actors[k].reshape.remote(*self.shares[k]), timeout=RESTART_WAIT_S)
                 self.revived.add(k)
                 return
             except RayActorError:

@@ -41,11 +41,53 @@ def share_generators(seed, first: int, count: int, total: int, shard: int = 0, s
 def split_worlds(total: int, shards: int) -> list[tuple[int, int]]:
     """(first world, count) of each shard: contiguous, as even as possible, earlier shards larger."""
     base, extra = divmod(total, shards)
+    return _contiguous([base + (k < extra) for k in range(shards)])
+
+
+def speed_split(total: int, rates) -> list[tuple[int, int]]:
+    """(first world, count) of each shard, contiguous, for shards stepping ``rates`` worlds per
+    second each: every shard gets one world, then each further world goes to the shard that would
+    finish its share soonest with it (``(count + 1) / rate``; the earlier shard on a tie). A
+    synchronous step lasts as long as the slowest share, ``max(count / rate)``; this deal makes
+    that as short as whole worlds allow."""
+    import heapq
+
+    rates = [float(r) for r in rates]
+    if not rates or min(rates) <= 0 or not all(np.isfinite(rates)):
+        raise ValueError(f"speed_split: expected positive finite rates, got {rates}")
+    if total < len(rates):
+        raise ValueError(f"speed_split: {total} worlds cannot give each of {len(rates)} shards one")
+    counts = [1] * len(rates)
+    heap = [(2 / r, k) for k, r in enumerate(rates)]
+    heapq.heapify(heap)
+    for _ in range(total - len(rates)):
+        _, k = heapq.heappop(heap)
+        counts[k] += 1
+        heapq.heappush(heap, ((counts[k] + 1) / rates[k], k))
+    return _contiguous(counts)
+
+
+def step_time(shares, rates) -> float:
+    """Seconds per synchronous step of shares stepping at ``rates`` worlds per second: the slowest share's."""
+    return max(count / float(r) for (_, count), r in zip(shares, rates))
+
+
+def choose_split(shares, rates, min_gain: float) -> tuple[list[tuple[int, int]], float]:
+    """The deal for shards measured at ``rates`` worlds per second while holding ``shares``:
+    :func:`speed_split` when it shortens a synchronous step by ``min_gain`` (a fraction) at least,
+    else ``shares`` as they are (a re-deal that gains less is within a probe's noise). Returns the
+    shares and the predicted gain (the current step time over the speed split's, minus 1)."""
+    shares = [tuple(s) for s in shares]
+    dealt = speed_split(sum(c for _, c in shares), rates)
+    gain = step_time(shares, rates) / step_time(dealt, rates) - 1
+    return (dealt if gain >= min_gain else shares), gain
+
+
+def _contiguous(counts) -> list[tuple[int, int]]:
     out, first = [], 0
-    for k in range(shards):
-        count = base + (k < extra)
-        out.append((first, count))
-        first += count
+    for count in counts:
+        out.append((first, int(count)))
+        first += int(count)
     return out
 
 
@@ -90,6 +132,7 @@ class EnvShard:
                  task_from_driver: bool = False, threads: int = 1):
         from robots_ts.envs.vec_env import BatchedEnv
 
+        self.cfg, self.built_seed, self.task_from_driver, self.threads = cfg, seed, task_from_driver, threads
         self.first, self.count, self.total = first, count, total
         self.shard, self.shards = shard, shards
         self.env = BatchedEnv(replace(cfg, num_envs=count, num_threads=threads, ray_actors=0), seed=0)
@@ -101,6 +144,59 @@ class EnvShard:
         self.seed(seed)
         self.obs: dict[str, np.ndarray] | None = None
         self.collection = None        # robots_ts.scale.collect.ShardCollection, once policies are sent
+        self.slowdown = getattr(self, "slowdown", 1.0)   # emulate_slow_core; kept by reshape
+
+    def reshape(self, first: int, count: int) -> None:
+        """Hold worlds ``first .. first + count - 1`` instead, as a new actor built with them would
+        (the worlds rebuilt, seeded with the seed it was built with, no policies), still taking
+        the episodes' task parameters from the driver or not, as now."""
+        from_driver = self.from_driver
+        self.close()
+        self.__init__(self.cfg, first, count, self.total, self.built_seed, self.shard, self.shards,
+                      self.task_from_driver, self.threads)
+        self.use_driver_sampler(from_driver)
+
+    def probe(self, seconds: float, min_steps: int = 3) -> dict:
+        """How fast this actor steps its share: at least ``min_steps`` steps and ``seconds`` of
+        stepping under random actions (after one untimed step), the worlds drawing their own
+        episodes. Leaves the share mid-episode with its generators advanced: :meth:`reshape` it
+        before use. Returns the worlds, steps and seconds."""
+        import time
+
+        w = self.env.world
+        w.sampler = None
+        if w.adr_dims:
+            from robots_ts.sim2real.randomization.adr import make_adr_sampler
+
+            w.adr_sampler = make_adr_sampler(self.cfg.randomization.adr, 0)
+        self.obs = self.env.reset()
+        rng = np.random.default_rng(0)
+        shape = (self.count, self.env.action_space.shape[0])
+        self.step(rng.uniform(-1, 1, shape).astype(np.float32), True)
+        steps, t0 = 0, time.perf_counter()
+        while steps < min_steps or time.perf_counter() - t0 < seconds:
+            self.step(rng.uniform(-1, 1, shape).astype(np.float32), True)
+            steps += 1
+        return {"worlds": self.count, "steps": steps, "seconds": time.perf_counter() - t0, "node": _node_id()}
+
+    def pin_cpus(self, cpus) -> list[int]:
+        """Keep every thread of this actor's process on the CPUs ``cpus`` (Linux), as a job pinned
+        to its cores runs: ``robots-ts bench scale --pin-actors``. Returns the CPUs it now runs on."""
+        import os
+
+        cpus = {int(c) for c in cpus}
+        for tid in os.listdir("/proc/self/task"):
+            os.sched_setaffinity(int(tid), cpus)
+        return sorted(os.sched_getaffinity(0))
+
+    def emulate_slow_core(self, factor: float) -> None:
+        """Make every later step of this actor take ``factor`` times its own stepping time (it
+        sleeps the difference), as a share on a core ``factor`` times slower would: how the tests
+        and ``robots-ts bench scale --slow-actor`` give a cluster actors of unequal speed. Lost
+        when the actor is restarted (a new process)."""
+        if not factor >= 1:
+            raise ValueError(f"emulate_slow_core: expected a factor >= 1, got {factor}")
+        self.slowdown = float(factor)
 
     # ------------------------------------------------------------------------- the env
     def describe(self) -> dict:
@@ -112,6 +208,7 @@ class EnvShard:
         return True
 
     def use_driver_sampler(self, on: bool) -> None:
+        self.from_driver = bool(on)
         self.env.world.sampler = self.task_params if on else None
 
     def seed(self, seed) -> None:
@@ -144,12 +241,17 @@ class EnvShard:
     def step(self, actions: np.ndarray, restart: bool):
         """One step of the share. ``restart``: start the finished worlds' next episodes now (their
         parameters come from the worlds' own generators); else they wait for :meth:`start`."""
+        import time
+
         fault_point("scale.shard.step")
+        t0 = time.perf_counter()
         self.env.step_async(actions)
         obs, reward, dones, infos = self.env.advance()
         if restart:
             self.env.start_episodes(np.flatnonzero(dones), obs)
         self.obs = obs
+        if self.slowdown > 1:
+            time.sleep((self.slowdown - 1) * (time.perf_counter() - t0))
         return obs, reward, dones, infos
 
     def step_packed(self, message: bytes) -> bytes:

@@ -5,6 +5,12 @@ observation spaces, auto-reset and infos, the same observations and episodes wha
 actors hold contiguous shares of the worlds, each world seeded with the generators the whole batch
 would give it (:func:`robots_ts.scale.shard.share_generators`).
 
+With ``env.ray_split=speed`` the shares are not even: each actor first steps its share for a
+moment and the worlds are dealt again in proportion to the measured speeds
+(:meth:`~robots_ts.scale.pool.ShardPool.balance`), so an actor on a slower core or node holds
+fewer worlds and a synchronous step waits less for it. Which actor holds a world changes no
+episode.
+
 The samplers live here, in the driver. Without a curriculum or ADR a step is one call per actor,
 and the actors start their finished worlds' next episodes themselves. With one, a step has two
 phases: the actors step and report their finished episodes; the driver tells its samplers every
@@ -160,6 +166,11 @@ class RayVecEnv(VecEnv):
     @property
     def actor_restarts(self) -> int:
         return len(self.pool.incidents)
+
+    @property
+    def balance_record(self) -> dict | None:
+        """How the worlds were dealt to the actors by speed (``env.ray_split=speed``); None when even."""
+        return self.pool.balance_record
 
     # ---------------------------------------------------------------------------- VecEnv
     def reset(self):

@@ -1,5 +1,6 @@
 """``robots-ts bench scale``: a tiny run writes the record the README describes."""
 import json
+import os
 
 import pytest
 
@@ -22,6 +23,27 @@ def test_a_tiny_scale_bench_reports_rates_ratios_and_costs(cluster, tmp_path, ca
     assert len(one["env_ratios"]) == 2 and one["env_cost"] == pytest.approx(1 - one["env_ratio"], abs=1e-3)
     assert res["warmup"]["pairs"] == 2 and len(res["warmup"]["env_ratios"]) == 2   # stepped, not measured
     assert res["parallel_efficiency"] == {} and res["ray_start_s"] is None     # the fixture's instance
+
+
+@pytest.mark.parametrize("cluster", ["local"], indirect=True)
+def test_compare_splits_deals_the_worlds_of_a_slow_actor_by_speed_and_times_both_deals(cluster, tmp_path, capsys):
+    """``--compare-splits --slow-actor 3 --pin-actors``: the last of 2 actors steps three times
+    slower, the probe deals it one world of four, and both deals are timed in alternating blocks."""
+    assert main(["--json", "--num-envs", "4", "--blocks", "2", "--block-steps", "5", "--ppo-steps", "256",
+                 "--ppo-block-steps", "256", "--ppo-pairs", "1", "--actors", "1,2", "--settle-s", "0",
+                 "--compare-splits", "--slow-actor", "3", "--pin-actors", "ppo.batch_size=64"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    sp = res["splits"]["2"]
+    assert res["pinned_cpus"]["2"] == [[0], [1 % os.cpu_count()]]       # actor k on core k mod cores
+    assert res["slow_actor"] == 3.0 and sp["worlds_even"] == [2, 2]
+    assert sp["balance"]["worlds"] == [3, 1] and sp["balance"]["applied"]
+    assert sp["balance"]["rates"][0] > 1.5 * sp["balance"]["rates"][1]
+    assert len(sp["ratios"]) == 2 and sp["even"] > 0 and sp["speed"] > 0
+    assert res["parallel_efficiency_speed"]["2"] == pytest.approx(sp["speed"] / (2 * res["env_steps_per_s"]["ray"]["1"]),
+                                                                 abs=2e-3)
+    with pytest.raises(SystemExit):
+        main(["--slow-actor", "0.5"])
+    assert "--slow-actor: expected a factor >= 1" in capsys.readouterr().err
 
 
 def test_the_process_ceiling_runs_independent_processes_and_needs_the_one_process_baseline(tmp_path, capsys):

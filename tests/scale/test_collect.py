@@ -24,8 +24,8 @@ TIMING = ("seconds", "per_s")
 KILL_AT = 8    # actor 1 dies in its 8th step, when the iteration's first chunk (steps 0-4) is written
 
 
-def config(actors: int) -> StudentConfig:
-    return load_config(StudentConfig, "configs/student/reach_depth.yaml", [*TINY, f"env.ray_actors={actors}"])
+def config(actors: int, *more: str) -> StudentConfig:
+    return load_config(StudentConfig, "configs/student/reach_depth.yaml", [*TINY, f"env.ray_actors={actors}", *more])
 
 
 def chunks(run) -> list[dict]:
@@ -37,7 +37,8 @@ def records(run) -> list[dict]:
     out = []
     for line in (run / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        out.append({k: v for k, v in rec.items() if not any(t in k for t in TIMING) and k != "actor_restarts"})
+        out.append({k: v for k, v in rec.items()
+                    if not any(t in k for t in TIMING) and k not in ("actor_restarts", "worlds_per_actor")})
     return out
 
 
@@ -80,3 +81,62 @@ def test_dagger_over_two_actors_with_one_killed_writes_the_in_process_dataset_an
     assert records(run) == records(in_process)        # the same students, evaluated alike
     assert (run / "checkpoints" / "iter_0000.safetensors").read_bytes() == \
         (in_process / "checkpoints" / "iter_0000.safetensors").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def in_process_6(tmp_path_factory):
+    run = tmp_path_factory.mktemp("dagger") / "in_process_6"
+    distill(config(0, "env.num_envs=6"), run, progress=False)
+    return run
+
+
+def ray_run(path, monkeypatch, kill: bool):
+    """A distill run over two actors with env.ray_split=speed whose deal comes out at four worlds
+    and two (the probe runs; the choice is fixed, the tests of choose_split check it), actor 1
+    killed mid-iteration or not."""
+    from robots_ts.scale import pool
+    from robots_ts.scale.collect import RayCollector
+
+    armed = RayCollector.__init__
+
+    def arm_after_init(self, *args, **kwargs):
+        armed(self, *args, **kwargs)
+        self.pool.call(1, "arm_fault", "scale.collect.step", KILL_AT)
+
+    with monkeypatch.context() as m:
+        m.setattr(pool, "PROBE_S", 0.2)
+        m.setattr(pool, "choose_split", lambda shares, rates, gain: ([(0, 4), (4, 2)], 0.5))
+        if kill:
+            m.setattr(RayCollector, "__init__", arm_after_init)
+        distill(config(2, "env.num_envs=6", "env.ray_split=speed"), path, progress=False)
+    return path
+
+
+def test_dagger_with_worlds_dealt_by_speed_and_an_actor_killed_loses_and_repeats_nothing(
+        cluster, in_process_6, tmp_path, monkeypatch, caplog):
+    """env.ray_split=speed, actor 1 holding two worlds of six: when it dies mid-iteration it comes
+    back holding them and replays them, and the run writes the dataset and the student of the same
+    deal without the kill. Against the in-process run the episodes are the same and the samples
+    agree up to float rounding: the student acts on each actor's batch, and a convolution's result
+    can differ in its last bits with the batch size."""
+    calm = ray_run(tmp_path / "calm", monkeypatch, kill=False)
+    with caplog.at_level(logging.WARNING, logger="robots_ts.scale"):
+        killed = ray_run(tmp_path / "killed", monkeypatch, kill=True)
+    assert "Ray actor 1 (worlds 4-5) died during collect_step" in caplog.text
+    for run, restarts in ((calm, 0), (killed, 1)):
+        rec = json.loads((run / "metrics.jsonl").read_text())
+        assert rec["worlds_per_actor"] == [4, 2] and rec["actor_restarts"] == restarts
+    ours, theirs, local = chunks(killed), chunks(calm), chunks(in_process_6)
+    assert sum(s for _, s, _ in ours) == STEPS * ITERATIONS * 6
+    assert [(f, s) for f, s, _ in ours] == [(f, s) for f, s, _ in theirs] == [(f, s) for f, s, _ in local]
+    for (_, _, a), (_, _, b), (_, _, c) in zip(ours, theirs, local):
+        assert list(a) == list(b) == list(c)
+        for key in b:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+            if np.issubdtype(c[key].dtype, np.floating):
+                np.testing.assert_allclose(a[key], c[key], rtol=0, atol=1e-4, err_msg=key)
+            else:
+                np.testing.assert_array_equal(a[key], c[key], err_msg=key)
+    assert records(killed) == records(calm)
+    assert (killed / "checkpoints" / "iter_0000.safetensors").read_bytes() == \
+        (calm / "checkpoints" / "iter_0000.safetensors").read_bytes()

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from robots_ts.scale.shard import share_generators, split_worlds
+from robots_ts.scale.shard import choose_split, share_generators, speed_split, split_worlds, step_time
 from robots_ts.scale.sweep import detect_command, parse_grid, parse_seeds, plan_trials, split_values
 
 
@@ -14,6 +14,34 @@ def test_worlds_split_contiguously_earlier_shares_larger():
     assert split_worlds(5, 2) == [(0, 3), (3, 2)]
     assert split_worlds(4, 4) == [(0, 1), (1, 1), (2, 1), (3, 1)]
     assert split_worlds(7, 1) == [(0, 7)]
+
+
+def test_a_speed_split_gives_faster_shards_more_worlds_and_the_shortest_step():
+    """env.ray_split=speed: contiguous shares in proportion to the rates, one world at least each,
+    and no contiguous deal of whole worlds steps faster (checked against every deal of 9 worlds
+    over 3 shards)."""
+    assert speed_split(8, [3, 1]) == [(0, 6), (6, 2)]
+    assert speed_split(8, [1, 1]) == split_worlds(8, 2)
+    assert speed_split(3, [1, 100, 1]) == [(0, 1), (1, 1), (2, 1)]      # every shard keeps a world
+    assert speed_split(1024, [3000, 2000, 2500, 2000]) == [(0, 324), (324, 216), (540, 269), (809, 215)]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        rates = rng.uniform(100, 1000, 3)
+        best = min(step_time([(0, a), (a, b), (a + b, 9 - a - b)], rates)
+                   for a in range(1, 8) for b in range(1, 9 - a))
+        assert step_time(speed_split(9, rates), rates) == pytest.approx(best)
+    for bad_rates, total in (([1, 0], 4), ([1, float("nan")], 4), ([1, 1, 1], 2)):
+        with pytest.raises(ValueError, match="speed_split"):
+            speed_split(total, bad_rates)
+
+
+def test_the_worlds_are_dealt_again_only_when_that_shortens_the_step_enough():
+    even = split_worlds(64, 2)
+    assert choose_split(even, [1000, 1030], 0.05) == (even, pytest.approx(0.0))     # probe noise: kept
+    shares, gain = choose_split(even, [1000, 500], 0.05)
+    assert shares == [(0, 43), (43, 21)] and gain == pytest.approx(64 / 43 - 1)
+    assert choose_split(even, [1000, 900], 0.05)[0] == even                       # 4.6% shorter: kept
+    assert choose_split(even, [1000, 850], 0.05)[0] == [(0, 35), (35, 29)]        # 7.6% shorter: dealt
 
 
 def test_a_share_gets_the_generators_the_whole_batch_gives_its_worlds():

@@ -15,19 +15,27 @@ def metrics(run) -> list[dict]:
 
 
 @pytest.mark.parametrize("cluster", ["local"], indirect=True)
-def test_ppo_over_two_actors_learns_and_resumes_as_in_process(cluster, tmp_path):
+def test_ppo_over_two_actors_learns_and_resumes_as_in_process(cluster, tmp_path, monkeypatch):
     """train-teacher env.ray_actors=2 writes the metrics an in-process run writes, and its resume
-    (the world generators restored into the actors) continues as the in-process resume does."""
+    (the world generators restored into the actors) continues as the in-process resume does; so
+    does env.ray_split=speed with the worlds dealt 3 + 1 (the probe runs, the deal is fixed here;
+    tests/scale/test_plan.py checks the choice), whose records say so."""
     from robots_ts.cli import main as cli
+    from robots_ts.scale import pool
 
+    monkeypatch.setattr(pool, "PROBE_S", 0.2)
+    monkeypatch.setattr(pool, "choose_split", lambda shares, rates, gain: ([(0, 3), (3, 1)], 0.5))
     runs = {}
-    for actors in (0, 2):
-        run = tmp_path / f"actors{actors}"
-        assert cli(["train-teacher", "configs/teacher/reach.yaml", *TINY_PPO, f"env.ray_actors={actors}",
+    for name, extra in (("in_process", ["env.ray_actors=0"]), ("even", ["env.ray_actors=2"]),
+                        ("speed", ["env.ray_actors=2", "env.ray_split=speed"])):
+        run = tmp_path / name
+        assert cli(["train-teacher", "configs/teacher/reach.yaml", *TINY_PPO, *extra,
                     "--total-steps", "128", "--run-dir", str(run)]) == 0
         assert cli(["train-teacher", "--resume", str(run), "--total-steps", "192"]) == 0
-        runs[actors] = run
-    ours, theirs = metrics(runs[2]), metrics(runs[0])
+        runs[name] = metrics(run)
+    ours, theirs = runs["even"], runs["in_process"]
     assert [r["steps"] for r in ours if "diverged_episodes" in r] == [64, 128, 192]   # rollouts
     assert any(r.get("success_rate") is not None for r in ours)
     assert ours == theirs
+    dealt = [r.pop("worlds_per_actor") for r in runs["speed"] if "diverged_episodes" in r]
+    assert dealt == [[3, 1]] * 3 and runs["speed"] == theirs

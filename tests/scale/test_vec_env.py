@@ -104,3 +104,40 @@ def test_a_killed_actor_ends_its_share_of_episodes_and_the_batch_goes_on(cluster
         obs, reward, dones, infos = env.step(zero)
         ended += [i for i in np.flatnonzero(dones) if "episode" in infos[i]]
     assert all(np.isfinite(v).all() for v in obs.values()) and {2, 3} <= set(ended)
+
+
+def test_a_slow_actor_is_dealt_fewer_worlds_and_the_episodes_do_not_change(cluster, two_actors, reference, caplog):
+    """env.ray_split=speed: actor 1 stepping four times slower than its work takes (a slower core
+    or node) holds one world of four after the probe; the rollouts are still the in-process ones,
+    and when it dies Ray brings it back holding that one world."""
+    env = two_actors
+    env.sampler = None
+    env.pool.actors[1].emulate_slow_core.remote(4.0)
+    record = env.pool.balance(seconds=0.5)
+    assert record["applied"] and record["worlds_before"] == [2, 2] and record["worlds"] == [3, 1]
+    assert record["rates"][0] > 2 * record["rates"][1]
+    assert env.pool.shares == [(0, 3), (3, 1)] and env.balance_record is record
+    for ref, mine in zip(reference, roll_both(env)):
+        assert_same(ref, mine)
+    env.sampler = None
+    env.reset()
+    zero = np.zeros((4, 4), np.float32)
+    env.pool.actors[1].arm_fault.remote("scale.shard.step", 2)
+    with caplog.at_level(logging.WARNING, logger="robots_ts.scale"):
+        env.step(zero)
+        obs, reward, dones, infos = env.step(zero)      # actor 1 dies in this step
+    assert dones.tolist() == [False, False, False, True] and infos[3]["actor_restarted"]
+    assert env.incidents[-1]["worlds"] == [3, 3] and "Ray actor 1 (worlds 3-3) died during step" in caplog.text
+    assert obs["proprio"].shape[0] == 4
+    for _ in range(12):
+        obs, reward, dones, infos = env.step(zero)
+    assert all(np.isfinite(v).all() for v in obs.values())
+
+
+def test_ray_split_is_checked(cluster):
+    from dataclasses import replace
+
+    from robots_ts.scale.vec_env import RayVecEnv
+
+    with pytest.raises(ValueError, match="env.ray_split: expected one of \\['even', 'speed'\\], got 'fast'"):
+        RayVecEnv(replace(CFG, ray_split="fast"), seed=5, actors=1)

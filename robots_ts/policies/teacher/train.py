@@ -234,6 +234,8 @@ class TeacherCallback(BaseCallback):
                "diverged_episodes": int(self.state.get("diverged_episodes", 0))}   # physics resets so far
         if getattr(self.env, "actor_restarts", 0):   # Ray actors lost and restarted so far (env.ray_actors)
             rec["actor_restarts"] = self.env.actor_restarts
+        if getattr(self.env, "balance_record", None):   # env.ray_split=speed: the worlds each actor steps
+            rec["worlds_per_actor"] = self.env.balance_record["worlds"]
         if self.env.world.adr_sampler is not None:
             from robots_ts.sim2real.randomization.adr import adr_summary
 
