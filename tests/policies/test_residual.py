@@ -239,6 +239,37 @@ def test_refine_end_to_end_and_evaluate(bases, tmp_path, capsys):
     assert all(r["residual_share"] == 1.0 for r in rollouts if r["steps"] > 64)
 
 
+def test_evaluations_leave_a_recurrent_base_s_training_state_alone(bases, tmp_path):
+    """The run's evaluations act with the base's network but their own GRU state: training on 4
+    worlds evaluates on 2 (it raised on the shared state's shape before), and an evaluation in the
+    middle of training leaves the training worlds' state as it was."""
+    from robots_ts.policies.residual.train import ResidualCallback, own_state
+
+    run = tmp_path / "gru_4_worlds"
+    assert cli(["refine", "configs/residual/reach_depth.yaml", f"base={bases['depth_gru']}", "--run-dir", str(run),
+                "--total-steps", "128", *TINY, "env.num_envs=4", "warmup_steps=32", "eval_every=64"]) == 0
+    assert sum("eval_success_rate" in json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()) == 2
+    cfg, base, env, renv, venv, model = setup(bases["depth_gru"])
+    try:
+        venv.reset()
+        for _ in range(3):
+            venv.step(np.zeros((venv.num_envs, venv.action_space.shape[0]), np.float32))
+        training_state = base.hidden.clone()
+        assert training_state.abs().sum() > 0
+        twin = own_state(base)
+        assert twin.model is base.model and twin.hidden is None
+        cb = ResidualCallback.__new__(ResidualCallback)
+        cb.base, cb.model, cb.cfg, cb.venv = base, model, cfg, venv
+        policy = cb.live_policy()
+        obs = env.reset()
+        policy.reset(np.ones(env.num_envs, bool))
+        policy.act(obs)
+        assert policy.base.hidden.abs().sum() > 0
+        assert torch.equal(base.hidden, training_state)
+    finally:
+        venv.close()
+
+
 def test_refine_without_base_is_a_named_error(tmp_path, capsys):
     assert cli(["refine", "configs/residual/reach_depth.yaml", "--run-dir", str(tmp_path / "r")]) == 2
     assert "base" in capsys.readouterr().err

@@ -9,6 +9,7 @@ actually trained in (the base's, see :mod:`robots_ts.policies.residual.config`).
 """
 from __future__ import annotations
 
+import copy
 from collections import deque
 from dataclasses import fields, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import VecNormalize
 
 from robots_ts.config import ConfigError, load_run_config
-from robots_ts.envs import make_batched_env
+from robots_ts.envs import make_training_env
 from robots_ts.policies.residual.config import MODES, ResidualConfig
 from robots_ts.policies.residual.env import (BASE_ACTION, RESIDUAL_INFO, ResidualVecEnv, ShareSchedule,
                                              alpha_vector)
@@ -159,13 +160,23 @@ def normalized(renv, cfg: ResidualConfig) -> VecNormalize:
 
 def build(cfg: ResidualConfig, base, run_dir: Path | None = None):
     """(batched env, residual env, normalized env, PPO) for a resolved config."""
-    env = make_batched_env(cfg.env, seed=cfg.seed)
+    env = make_training_env(cfg.env, seed=cfg.seed)     # env.ray_actors=K: the worlds step in Ray actors
     renv = ResidualVecEnv(env, base, cfg.alpha, (cfg.env.depth.near, cfg.env.depth.far), cfg.mode,
                           ShareSchedule(cfg.share, cfg.warmup_steps), cfg.seed)
     venv = normalized(renv, cfg)
     tb = str(run_dir / "tb") if run_dir else None
     model = make_finetune_model(cfg, venv, base, tb) if cfg.mode == "finetune" else make_model(cfg, venv, tb)
     return env, renv, venv, model
+
+
+def own_state(base):
+    """The base with a recurrent state of its own (the same frozen network): the run's evaluations
+    act with it, so they neither change the training worlds' state of a recurrent base nor need
+    as many worlds as training has."""
+    twin = copy.copy(base)
+    if getattr(twin, "hidden", None) is not None:
+        twin.hidden = None
+    return twin
 
 
 class ResidualCallback(teacher_train.TeacherCallback):
@@ -196,7 +207,7 @@ class ResidualCallback(teacher_train.TeacherCallback):
 
     def live_policy(self):
         stats = norm_stats_of(self.venv) if self.venv.norm_obs else None
-        return RefinedPolicy(self.base, self.model, self.cfg.alpha, self.cfg.env, stats)
+        return RefinedPolicy(own_state(self.base), self.model, self.cfg.alpha, self.cfg.env, stats)
 
 
 class FinetuneCallback(ResidualCallback):
