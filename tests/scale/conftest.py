@@ -6,6 +6,7 @@ The ``cluster`` fixture is session-scoped and parametrized, so pytest runs every
 on the local instance first, then on the two nodes, starting each once; a test for the local
 instance only says ``@pytest.mark.parametrize("cluster", ["local"], indirect=True)``.
 """
+import json
 import os
 from pathlib import Path
 
@@ -51,3 +52,12 @@ def cluster(request, ray_env):
     yield "two_nodes", 2
     ray.shutdown()
     c.shutdown()
+
+
+TIMING = {"wall_time", "steps_per_s"}
+
+
+def run_metrics(run) -> list[dict]:
+    """A run's metrics.jsonl records without their timings (which no two runs share)."""
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+            for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]

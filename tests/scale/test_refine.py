@@ -1,19 +1,12 @@
 """refine over Ray actors (env.ray_actors=2): the residual run of the in-process refinement, resume included."""
-import json
-
 import pytest
 
 from tests.export.conftest import make_student_run
+from tests.scale.conftest import run_metrics
 
 TINY = ["env.num_envs=4", "env.num_threads=1", "ppo.n_steps=16", "ppo.batch_size=32", "ppo.n_epochs=2",
         "ppo.net_arch=[16]", "eval_episodes=2", "eval_envs=2", "checkpoint_every=64", "eval_every=128",
         "warmup_steps=64", "torch_threads=1", "--seed", "3"]
-TIMING = {"wall_time", "steps_per_s"}
-
-
-def metrics(run) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
-            for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("cluster", ["local"], indirect=True)
@@ -31,7 +24,7 @@ def test_a_residual_over_two_actors_refines_and_resumes_as_in_process(cluster, t
                     f"env.ray_actors={actors}", "--total-steps", "128", "--run-dir", str(run)]) == 0
         assert cli(["refine", "--resume", str(run), "--total-steps", "192"]) == 0
         runs[actors] = run
-    ours, theirs = metrics(runs[2]), metrics(runs[0])
+    ours, theirs = run_metrics(runs[2]), run_metrics(runs[0])
     assert [r["steps"] for r in ours if "residual_share" in r] == [64, 128, 192]
     assert [r["residual_share"] for r in ours if "residual_share" in r] == [0.0, 1.0, 1.0]   # after the warm-up
     assert any(r.get("eval_success_rate") is not None for r in ours)

@@ -1,17 +1,11 @@
 """train-teacher over Ray actors (env.ray_actors=2): the metrics of the in-process run, resume included."""
-import json
-
 import pytest
+
+from tests.scale.conftest import run_metrics
 
 TINY_PPO = ["env.num_envs=4", "env.num_threads=1", "env.episode_steps=10", "ppo.n_steps=16", "ppo.batch_size=32",
             "ppo.n_epochs=2", "ppo.net_arch=[16,16]", "eval_episodes=2", "eval_envs=2", "checkpoint_every=64",
             "eval_every=128", "torch_threads=1", "--seed", "3"]
-TIMING = {"wall_time", "steps_per_s"}
-
-
-def metrics(run) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
-            for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("cluster", ["local"], indirect=True)
@@ -32,7 +26,7 @@ def test_ppo_over_two_actors_learns_and_resumes_as_in_process(cluster, tmp_path,
         assert cli(["train-teacher", "configs/teacher/reach.yaml", *TINY_PPO, *extra,
                     "--total-steps", "128", "--run-dir", str(run)]) == 0
         assert cli(["train-teacher", "--resume", str(run), "--total-steps", "192"]) == 0
-        runs[name] = metrics(run)
+        runs[name] = run_metrics(run)
     ours, theirs = runs["even"], runs["in_process"]
     assert [r["steps"] for r in ours if "diverged_episodes" in r] == [64, 128, 192]   # rollouts
     assert any(r.get("success_rate") is not None for r in ours)
