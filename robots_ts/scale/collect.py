@@ -246,6 +246,7 @@ class RayCollector:
         out["actor_restarts"] = len(pool.incidents) - incidents
         if pool.balance_record:     # env.ray_split=speed: the worlds each actor steps
             out["worlds_per_actor"] = pool.balance_record["worlds"]
+        out["actor_step_ms"] = pool.actor_step_ms()     # each actor's time per step of this collection
         return out
 
     def _start(self, ids: np.ndarray, ended: dict[int, dict]) -> None:

@@ -189,6 +189,13 @@ class ShardPool:
             self.call_again(k, "reshape", *shares[k], ref=ref)
         self.revived.clear()      # rebuilt as new either way
 
+    def actor_step_ms(self) -> list[float | None]:
+        """Each actor's mean milliseconds per step of its share since the last call (the work in
+        the actor; the call's round trip and the wait for the other actors not counted), None for
+        an actor that made no step since (restarted). An actor well above the others holds up
+        every synchronous step: ``env.ray_split=speed`` deals it fewer worlds."""
+        return [round(1e3 * b["seconds"] / b["steps"], 3) if b["steps"] else None for b in self.call_all("take_busy")]
+
     def per_shard(self, ids: np.ndarray, task: np.ndarray | None, adr: np.ndarray | None):
         """For each shard holding some of the worlds ``ids`` (global, sorted) whose episodes start
         with the rows ``task`` and ``adr``: (shard, its local world indices, their rows)."""

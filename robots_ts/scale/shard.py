@@ -145,6 +145,7 @@ class EnvShard:
         self.obs: dict[str, np.ndarray] | None = None
         self.collection = None        # robots_ts.scale.collect.ShardCollection, once policies are sent
         self.slowdown = getattr(self, "slowdown", 1.0)   # emulate_slow_core; kept by reshape
+        self.busy, self.busy_steps = 0.0, 0              # time in the driver's steps since take_busy
 
     def reshape(self, first: int, count: int) -> None:
         """Hold worlds ``first .. first + count - 1`` instead, as a new actor built with them would
@@ -259,7 +260,25 @@ class EnvShard:
         a numpy argument through its own serialization, which on a small batch costs about as much
         as the call's round trip (``robots-ts bench scale``); one bytes object each way does not."""
         actions, restart = pickle.loads(message)
-        return pickle.dumps(self.step(actions, restart), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(self._timed(self.step, actions, restart), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _timed(self, fn, *args):
+        """``fn(*args)``, its time counted as one step of this actor's work (:meth:`take_busy`)."""
+        import time
+
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.busy += time.perf_counter() - t0
+            self.busy_steps += 1
+
+    def take_busy(self) -> dict:
+        """The time this actor spent on the driver's steps (stepping its worlds; in a DAgger
+        collection also acting) and their number, since the last call; both start again at 0."""
+        out = {"seconds": self.busy, "steps": self.busy_steps}
+        self.busy, self.busy_steps = 0.0, 0
+        return out
 
     def start(self, ids, task_rows=None, adr_rows=None) -> dict[str, np.ndarray]:
         """Start episodes in (local) worlds ``ids`` with the driver's parameters; their first
@@ -284,7 +303,7 @@ class EnvShard:
         self._collection().begin(seed, beta, store, task_rows, adr_rows)
 
     def collect_step(self, coin, restart: bool, record: bool = True) -> dict:
-        return self._collection().step(coin, restart, record)
+        return self._timed(self._collection().step, coin, restart, record)
 
     def collect_start(self, ids, task_rows=None, adr_rows=None) -> None:
         self._collection().start(ids, task_rows, adr_rows)

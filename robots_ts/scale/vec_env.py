@@ -167,6 +167,10 @@ class RayVecEnv(VecEnv):
     def actor_restarts(self) -> int:
         return len(self.pool.incidents)
 
+    def actor_step_ms(self) -> list[float | None]:
+        """Each actor's mean time per step since the last call (:meth:`ShardPool.actor_step_ms`)."""
+        return self.pool.actor_step_ms()
+
     @property
     def balance_record(self) -> dict | None:
         """How the worlds were dealt to the actors by speed (``env.ray_split=speed``); None when even."""

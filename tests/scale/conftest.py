@@ -54,7 +54,7 @@ def cluster(request, ray_env):
     c.shutdown()
 
 
-TIMING = {"wall_time", "steps_per_s"}
+TIMING = {"wall_time", "steps_per_s", "actor_step_ms"}
 
 
 def run_metrics(run) -> list[dict]:

@@ -38,7 +38,7 @@ def records(run) -> list[dict]:
     for line in (run / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
         out.append({k: v for k, v in rec.items()
-                    if not any(t in k for t in TIMING) and k not in ("actor_restarts", "worlds_per_actor")})
+                    if not any(t in k for t in TIMING) and k not in ("actor_restarts", "worlds_per_actor", "actor_step_ms")})
     return out
 
 
@@ -126,6 +126,7 @@ def test_dagger_with_worlds_dealt_by_speed_and_an_actor_killed_loses_and_repeats
     for run, restarts in ((calm, 0), (killed, 1)):
         rec = json.loads((run / "metrics.jsonl").read_text())
         assert rec["worlds_per_actor"] == [4, 2] and rec["actor_restarts"] == restarts
+        assert len(rec["actor_step_ms"]) == 2 and min(rec["actor_step_ms"]) > 0    # each actor's time per step
     ours, theirs, local = chunks(killed), chunks(calm), chunks(in_process_6)
     assert sum(s for _, s, _ in ours) == STEPS * ITERATIONS * 6
     assert [(f, s) for f, s, _ in ours] == [(f, s) for f, s, _ in theirs] == [(f, s) for f, s, _ in local]

@@ -1,4 +1,6 @@
 """train-teacher over Ray actors (env.ray_actors=2): the metrics of the in-process run, resume included."""
+import json
+
 import pytest
 
 from tests.scale.conftest import run_metrics
@@ -27,6 +29,10 @@ def test_ppo_over_two_actors_learns_and_resumes_as_in_process(cluster, tmp_path,
                     "--total-steps", "128", "--run-dir", str(run)]) == 0
         assert cli(["train-teacher", "--resume", str(run), "--total-steps", "192"]) == 0
         runs[name] = run_metrics(run)
+        if name != "in_process":        # each actor's time per step, in every rollout's record
+            step_ms = [json.loads(line).get("actor_step_ms") for line in (run / "metrics.jsonl").read_text().splitlines()
+                       if "diverged_episodes" in json.loads(line)]
+            assert len(step_ms) == 3 and all(len(ms) == 2 and min(ms) > 0 for ms in step_ms)
     ours, theirs = runs["even"], runs["in_process"]
     assert [r["steps"] for r in ours if "diverged_episodes" in r] == [64, 128, 192]   # rollouts
     assert any(r.get("success_rate") is not None for r in ours)

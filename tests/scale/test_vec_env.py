@@ -113,6 +113,12 @@ def test_a_slow_actor_is_dealt_fewer_worlds_and_the_episodes_do_not_change(clust
     env = two_actors
     env.sampler = None
     env.pool.actors[1].emulate_slow_core.remote(4.0)
+    env.reset()
+    env.actor_step_ms()
+    for _ in range(5):
+        env.step(np.zeros((4, 4), np.float32))
+    fast, slow = env.actor_step_ms()             # the records' actor_step_ms show the slow actor
+    assert slow > 2 * fast
     record = env.pool.balance(seconds=0.5)
     assert record["applied"] and record["worlds_before"] == [2, 2] and record["worlds"] == [3, 1]
     assert record["rates"][0] > 2 * record["rates"][1]

@@ -236,6 +236,8 @@ class TeacherCallback(BaseCallback):
             rec["actor_restarts"] = self.env.actor_restarts
         if getattr(self.env, "balance_record", None):   # env.ray_split=speed: the worlds each actor steps
             rec["worlds_per_actor"] = self.env.balance_record["worlds"]
+        if hasattr(self.env, "actor_step_ms"):          # Ray actors: each one's time per step this rollout
+            rec["actor_step_ms"] = self.env.actor_step_ms()
         if self.env.world.adr_sampler is not None:
             from robots_ts.sim2real.randomization.adr import adr_summary
 
