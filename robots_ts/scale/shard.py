@@ -12,6 +12,7 @@ This module does not import Ray: the driver wraps :class:`EnvShard` with ``ray.r
 from __future__ import annotations
 
 import pickle
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -162,8 +163,6 @@ class EnvShard:
         stepping under random actions (after one untimed step), the worlds drawing their own
         episodes. Leaves the share mid-episode with its generators advanced: :meth:`reshape` it
         before use. Returns the worlds, steps and seconds."""
-        import time
-
         w = self.env.world
         w.sampler = None
         if w.adr_dims:
@@ -242,8 +241,6 @@ class EnvShard:
     def step(self, actions: np.ndarray, restart: bool):
         """One step of the share. ``restart``: start the finished worlds' next episodes now (their
         parameters come from the worlds' own generators); else they wait for :meth:`start`."""
-        import time
-
         fault_point("scale.shard.step")
         t0 = time.perf_counter()
         self.env.step_async(actions)
@@ -264,8 +261,6 @@ class EnvShard:
 
     def _timed(self, fn, *args):
         """``fn(*args)``, its time counted as one step of this actor's work (:meth:`take_busy`)."""
-        import time
-
         t0 = time.perf_counter()
         try:
             return fn(*args)

@@ -112,6 +112,7 @@ def ray_run(path, monkeypatch, kill: bool):
     return path
 
 
+@pytest.mark.parametrize("cluster", ["local"], indirect=True)    # two nodes: the test above, test_vec_env
 def test_dagger_with_worlds_dealt_by_speed_and_an_actor_killed_loses_and_repeats_nothing(
         cluster, in_process_6, tmp_path, monkeypatch, caplog):
     """env.ray_split=speed, actor 1 holding two worlds of six: when it dies mid-iteration it comes
