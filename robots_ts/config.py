@@ -135,6 +135,9 @@ class CurriculumConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+RAY_SPLITS = ("even", "speed")   # env.ray_split: how a run's worlds are dealt to its Ray actors
+
+
 @dataclass
 class EnvConfig:
     task: str = "Reach"

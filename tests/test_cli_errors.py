@@ -46,6 +46,8 @@ def teacher_run(tmp_path_factory):
     (["env.control_hz=0"], "env.control_hz: expected a positive finite number, got 0"),
     (["--total-steps", "-5"], "total_steps: expected a positive integer, got -5"),
     (["env.curriculum.name=alp_gmmm"], "env.curriculum.name: unknown curriculum teacher 'alp_gmmm'"),
+    (["env.ray_split=fast"], "env.ray_split: expected one of ['even', 'speed'], got 'fast'"),
+    (["env.ray_actors=-2"], "env.ray_actors: expected a non-negative integer, got -2"),
 ])
 def test_train_teacher_bad_config_is_one_named_line_and_no_run_dir(tmp_path, capsys, args, named):
     run = tmp_path / "run"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from numbers import Real
 
-from robots_ts.config import ConfigError, EnvConfig
+from robots_ts.config import RAY_SPLITS, ConfigError, EnvConfig
 
 CURRICULUM_REWARDS = ("success", "return")
 DOWNSAMPLERS = ("voxel", "fps")
@@ -58,6 +58,9 @@ def check_env_config(cfg: EnvConfig, prefix: str = "env.") -> None:
     _positive(f"{k}control_hz", cfg.control_hz)
     _positive(f"{k}episode_steps", cfg.episode_steps, integer=True, allow_zero=True)
     _positive(f"{k}num_threads", cfg.num_threads, integer=True, allow_zero=True)
+    _positive(f"{k}ray_actors", cfg.ray_actors, integer=True, allow_zero=True)
+    if cfg.ray_split not in RAY_SPLITS:
+        raise ConfigError(f"{k}ray_split: expected one of {list(RAY_SPLITS)}, got {cfg.ray_split!r}")
     _positive(f"{k}init_noise", cfg.init_noise, allow_zero=True)
     _positive(f"{k}action_history", cfg.action_history, integer=True)
     task = TASKS[cfg.task]

@@ -19,13 +19,13 @@ import time
 import numpy as np
 
 from robots_ts.config import EnvConfig
+from robots_ts.envs.checks import check_env_config
 from robots_ts.scale.shard import EnvShard, choose_split, split_worlds
 
 log = logging.getLogger("robots_ts.scale")
 
 RESTART_WAIT_S = 120.0   # how long a restarting actor may take to answer again
 PLACEMENT_WARN_S = 60.0  # actors not answering by then are slow to start or wait for CPUs: say so
-SPLITS = ("even", "speed")
 PROBE_S = 2.0            # seconds each actor steps its share to measure its speed (env.ray_split=speed)
 MIN_GAIN = 0.05          # a speed split replaces the even one when it shortens the step by this much
 
@@ -99,8 +99,7 @@ class ShardPool:
         n = int(cfg.num_envs)
         if not 1 <= actors <= n:
             raise ValueError(f"env.ray_actors: expected 1 to env.num_envs ({n}) actors, got {actors}")
-        if cfg.ray_split not in SPLITS:
-            raise ValueError(f"env.ray_split: expected one of {list(SPLITS)}, got {cfg.ray_split!r}")
+        check_env_config(cfg)       # here, before Ray starts, not in every actor
         if max_restarts < 0:
             raise ValueError(f"max_restarts: expected an integer >= 0, got {max_restarts}")
         ray = connect(address)
