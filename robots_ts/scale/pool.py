@@ -110,7 +110,6 @@ class ShardPool:
         self.cfg, self.num_envs, self.max_restarts = cfg, n, int(max_restarts)
         self.shares = split_worlds(n, actors)
         self.built = list(self.shares)    # the shares the actors were built with (and come back with from a restart)
-        self.slices = [slice(first, first + count) for first, count in self.shares]
         self.balance_record: dict | None = None
         # seed None: one entropy for the whole batch, chosen here, as WorldBatch.seed(None) would
         self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy)
@@ -142,6 +141,11 @@ class ShardPool:
 
     def __len__(self) -> int:
         return len(self.actors)
+
+    @property
+    def slices(self) -> list[slice]:
+        """Each actor's worlds, as slices of the batch."""
+        return [slice(first, first + count) for first, count in self.shares]
 
     @property
     def nodes(self) -> list[str | None]:
@@ -182,7 +186,6 @@ class ShardPool:
             raise ValueError(f"deal: expected {len(self)} contiguous shares of at least one world covering "
                              f"{self.num_envs} worlds, got {shares}")
         self.shares = shares
-        self.slices = [slice(first, first + count) for first, count in shares]
         refs = [self.submit(k, "reshape", *share) for k, share in enumerate(shares)]
         for k, ref in enumerate(refs):
             self.call_again(k, "reshape", *shares[k], ref=ref)
