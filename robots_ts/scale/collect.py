@@ -245,7 +245,7 @@ class RayCollector:
                               time.perf_counter() - t0)
         out["actor_restarts"] = len(pool.incidents) - incidents
         if pool.balance_record:     # env.ray_split=speed: the worlds each actor steps
-            out["worlds_per_actor"] = pool.balance_record["worlds"]
+            out["worlds_per_actor"] = pool.worlds_per_actor
         out["actor_step_ms"] = pool.actor_step_ms()     # each actor's time per step of this collection
         return out
 

@@ -143,6 +143,10 @@ class ShardPool:
         return len(self.actors)
 
     @property
+    def worlds_per_actor(self) -> list[int]:
+        return [count for _, count in self.shares]
+
+    @property
     def slices(self) -> list[slice]:
         """Each actor's worlds, as slices of the batch."""
         return [slice(first, first + count) for first, count in self.shares]
@@ -168,7 +172,7 @@ class ShardPool:
         self.deal(shares)
         self.balance_record = {"split": "speed", "probe_s": seconds,
                                "rates": [round(r, 1) for r in rates], "steps": [p["steps"] for p in probes],
-                               "worlds_before": [c for _, c in before], "worlds": [c for _, c in self.shares],
+                               "worlds_before": [c for _, c in before], "worlds": self.worlds_per_actor,
                                "predicted_gain": round(gain, 3), "applied": self.shares != before}
         log.info("Ray actors step %s worlds/s; worlds per actor %s -> %s (predicted step %.0f%% shorter%s)",
                  self.balance_record["rates"], self.balance_record["worlds_before"], self.balance_record["worlds"],

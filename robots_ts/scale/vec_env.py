@@ -167,6 +167,10 @@ class RayVecEnv(VecEnv):
     def actor_restarts(self) -> int:
         return len(self.pool.incidents)
 
+    @property
+    def worlds_per_actor(self) -> list[int]:
+        return self.pool.worlds_per_actor
+
     def actor_step_ms(self) -> list[float | None]:
         """Each actor's mean time per step since the last call (:meth:`ShardPool.actor_step_ms`)."""
         return self.pool.actor_step_ms()

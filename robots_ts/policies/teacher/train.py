@@ -235,7 +235,7 @@ class TeacherCallback(BaseCallback):
         if getattr(self.env, "actor_restarts", 0):   # Ray actors lost and restarted so far (env.ray_actors)
             rec["actor_restarts"] = self.env.actor_restarts
         if getattr(self.env, "balance_record", None):   # env.ray_split=speed: the worlds each actor steps
-            rec["worlds_per_actor"] = self.env.balance_record["worlds"]
+            rec["worlds_per_actor"] = self.env.worlds_per_actor
         if hasattr(self.env, "actor_step_ms"):          # Ray actors: each one's time per step this rollout
             rec["actor_step_ms"] = self.env.actor_step_ms()
         if self.env.world.adr_sampler is not None:
