@@ -274,3 +274,26 @@ def test_refine_without_base_is_a_named_error(tmp_path, capsys):
     assert cli(["refine", "configs/residual/reach_depth.yaml", "--run-dir", str(tmp_path / "r")]) == 2
     assert "base" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_an_env_setting_the_base_decides_is_refused_unless_it_is_the_base_s(bases, tmp_path, capsys):
+    """A refinement trains in its base's env: env.task or env.randomization set otherwise would be
+    ignored, so they are named errors; the counts and the Ray settings are the refinement's own."""
+    from robots_ts.config import ConfigError
+
+    load = lambda *o: load_config(ResidualConfig, None, [*TINY, f"base={bases['depth']}", *o])   # noqa: E731
+    base = load_base(load())
+    assert base.env_cfg.task == "Reach"
+    cfg = resolved(load("env.task=Reach", f"env.episode_steps={base.env_cfg.episode_steps}", "env.num_envs=3",
+                        "env.ray_actors=2", "env.ray_split=speed"), base)
+    assert (cfg.env.num_envs, cfg.env.ray_actors, cfg.env.ray_split) == (3, 2, "speed")
+    for bad, named in (("env.task=Push", "env.task"),
+                       ("env.randomization=@configs/randomization/default.yaml", "env.randomization")):
+        with pytest.raises(ConfigError, match=named):
+            resolved(load(bad), base)
+    run = tmp_path / "r"
+    assert cli(["refine", "configs/residual/reach_depth.yaml", f"base={bases['depth']}", "env.task=Lift",
+                "--run-dir", str(run), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "env.task" in err and "'Reach'" in err and "'Lift'" in err
+    assert not run.exists()

@@ -1,4 +1,6 @@
 """refine over Ray actors (env.ray_actors=2): the residual run of the in-process refinement, resume included."""
+import json
+
 import pytest
 
 from tests.export.conftest import make_student_run
@@ -24,6 +26,10 @@ def test_a_residual_over_two_actors_refines_and_resumes_as_in_process(cluster, t
                     f"env.ray_actors={actors}", "--total-steps", "128", "--run-dir", str(run)]) == 0
         assert cli(["refine", "--resume", str(run), "--total-steps", "192"]) == 0
         runs[actors] = run
+    # The run stepped its worlds on the actors: each rollout's record times them.
+    raw = {a: [json.loads(line) for line in (runs[a] / "metrics.jsonl").read_text().splitlines()] for a in runs}
+    assert all(len(r["actor_step_ms"]) == 2 for r in raw[2] if "residual_share" in r)
+    assert not any("actor_step_ms" in r for r in raw[0])
     ours, theirs = run_metrics(runs[2]), run_metrics(runs[0])
     assert [r["steps"] for r in ours if "residual_share" in r] == [64, 128, 192]
     assert [r["residual_share"] for r in ours if "residual_share" in r] == [0.0, 1.0, 1.0]   # after the warm-up

@@ -13,8 +13,9 @@ MODES = ("residual", "finetune")
 
 
 def _residual_env() -> EnvConfig:
-    # Only num_envs and num_threads are read: the rest of the env (task, sensors, randomization)
-    # is the base student's own, so the residual trains where the base was distilled.
+    # Only num_envs, num_threads, ray_actors and ray_split are read: the rest of the env (task,
+    # sensors, randomization) is the base student's own, so the residual trains where the base was
+    # distilled; a value set for it that differs from the base's is refused.
     return EnvConfig(num_envs=32, obs_groups=["proprio", "depth"])
 
 

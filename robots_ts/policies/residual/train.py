@@ -70,15 +70,27 @@ def mode_ppo(cfg: ResidualConfig) -> PPOConfig:
     return OmegaConf.to_object(merged) if cfg.mode == "finetune" else cfg.ppo
 
 
+# What a refinement sets of its env: how many worlds and where they step. The rest is its base's.
+OWN_ENV_FIELDS = ("num_envs", "num_threads", "ray_actors", "ray_split")
+
+
 def resolved(cfg: ResidualConfig, base) -> ResidualConfig:
     """``cfg`` with the base's absolute path, the env the residual trains in (the base's env with
-    this config's world and thread counts, and the privileged group for an asymmetric critic) and
+    this config's :data:`OWN_ENV_FIELDS`, and the privileged group for an asymmetric critic) and
     the mode's PPO settings (:func:`mode_ppo`)."""
     if cfg.point_mlp and cfg.mode == "residual" and "points" not in base.obs_groups:
         raise ConfigError(f"point_mlp {list(cfg.point_mlp)}: the base reads {list(base.obs_groups)}, no points "
                           "group for the residual's PointNet; leave point_mlp empty")
     groups = list(base.obs_groups) + ([PRIVILEGED] if cfg.asymmetric_critic else [])
-    env = replace(base.env_cfg, num_envs=cfg.env.num_envs, num_threads=cfg.env.num_threads, obs_groups=groups)
+    env = replace(base.env_cfg, obs_groups=groups, **{k: getattr(cfg.env, k) for k in OWN_ENV_FIELDS})
+    # Any other env field is the base's: one set otherwise would be ignored, so it is refused.
+    default = ResidualConfig().env
+    for f in fields(env):
+        mine = getattr(cfg.env, f.name)
+        if f.name not in OWN_ENV_FIELDS and mine != getattr(default, f.name) and mine != getattr(env, f.name):
+            raise ConfigError(f"env.{f.name}: a refinement trains in its base's env, whose {f.name} is "
+                              f"{getattr(env, f.name)!r}; got {mine!r}. A refinement sets only "
+                              f"{', '.join('env.' + k for k in OWN_ENV_FIELDS)}")
     return replace(cfg, env=env, base=str(Path(cfg.base).resolve()), ppo=mode_ppo(cfg))
 
 
