@@ -160,7 +160,9 @@ class WorldBatch:
         n = self.num_envs
         children = np.random.SeedSequence(seed).spawn(3 * n + 1)
         self.rngs = [np.random.default_rng(s) for s in children[:n]]        # one per world: the task's draws
-        self.noise_rng = np.random.default_rng(children[n])                 # per-step sensor and action noise
+        # One per world for the per-step sensor and action noise: a world's noise depends on
+        # neither the batch's other worlds nor how a batch is split over processes.
+        self.noise_rngs = [np.random.default_rng(s) for s in children[n].spawn(n)]
         # One more per world for the randomizers' per-episode draws: a world's task parameters and
         # start pose are the same whatever randomization it runs under (paired evaluations).
         self.rand_rngs = [np.random.default_rng(s) for s in children[n + 1:2 * n + 1]]
@@ -280,7 +282,7 @@ class WorldBatch:
         if self.action_delay.active:   # the robot runs the action of delay[i] steps ago
             self.action_delay.push(a)
             executed = self.action_delay.read()
-        executed = self.proprio_noise.actions(executed, self.noise_rng)
+        executed = self.proprio_noise.actions(executed, self.noise_rngs)
         q = s.qpos[:, self.arm.qpos_idx]
         self.q_target, finger = self.arm.targets(executed, q, self.q_target, s.ee_pos, s.ee_rot, s.jac)
         self.diverged |= self.backend.step(self.q_target, finger, self._post, self._kicks() if self.pushes else None)
@@ -328,21 +330,22 @@ class WorldBatch:
     def _sensed(self, obs: dict[str, np.ndarray], ids=None) -> dict[str, np.ndarray]:
         """Sensor models on clean observations of all worlds (or ``ids``): proprio noise, the
         depth sensor, point noise. Privileged state stays exact."""
+        noise = self.noise_rngs if ids is None else [self.noise_rngs[i] for i in ids]   # one per row
         if "proprio" in obs and self.proprio_noise.active:
             lay = self.proprio_layout
             p = obs["proprio"]
-            q, qd = self.proprio_noise.observe(p[:, lay["joint_pos"]], p[:, lay["joint_vel"]], self.noise_rng, ids)
+            q, qd = self.proprio_noise.observe(p[:, lay["joint_pos"]], p[:, lay["joint_vel"]], noise, ids)
             p[:, lay["joint_pos"]], p[:, lay["joint_vel"]] = q, qd
         if "depth" in obs and self.depth_model.active:
             strength = None
             if self.depth_strength_varies:
                 strength = self.depth_strength if ids is None else self.depth_strength[np.asarray(ids)]
-            obs["depth"] = self.depth_model(obs["depth"][:, 0], self.noise_rng, strength)[:, None]
+            obs["depth"] = self.depth_model(obs["depth"][:, 0], noise, strength)[:, None]
         if "points" in obs and self.points_noisy:
             from robots_ts.sim2real.randomization.points import noisy_points
 
             pc = self.cfg.points
-            obs["points"] = noisy_points(obs["points"], self.cfg.randomization.points, self.noise_rng,
+            obs["points"] = noisy_points(obs["points"], self.cfg.randomization.points, noise,
                                          pc.crop_low, pc.crop_high)
         return obs
 

@@ -116,8 +116,8 @@ class ShardPool:
         remote = ray.remote(EnvShard)
         self.actors = [remote.options(num_cpus=threads, max_restarts=self.max_restarts, max_task_retries=0,
                                       scheduling_strategy="SPREAD")
-                       .remote(cfg, first, count, n, self.seed, k, actors, task_from_driver, threads)
-                       for k, (first, count) in enumerate(self.shares)]
+                       .remote(cfg, first, count, n, self.seed, task_from_driver, threads)
+                       for first, count in self.shares]
         self.restarts = [0] * actors
         self.incidents: list[dict] = []
         self.revived: set[int] = set()    # restarted actors whose worlds their caller has not restarted yet

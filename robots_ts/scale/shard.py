@@ -21,22 +21,18 @@ from robots_ts.config import EnvConfig
 from robots_ts.faults import fault_point
 
 
-def share_generators(seed, first: int, count: int, total: int, shard: int = 0, shards: int = 1):
+def share_generators(seed, first: int, count: int, total: int):
     """The generators :meth:`robots_ts.envs.world.WorldBatch.seed` gives worlds ``first ..
     first + count - 1`` of a batch of ``total``: (task generators, randomization generators, point
-    cloud generators, the per-step noise generator). The layout is WorldBatch's: one SeedSequence
-    spawns ``3 total + 1`` children, the task generators by world index, then the batch's noise,
-    then the randomizers' and the clouds' by world index.
-
-    The per-step sensor and action noise is one stream per batch in WorldBatch; a single shard
-    gets exactly that stream, and shard ``k`` of several gets child ``k`` of it (with per-step
-    noise on, trajectories then depend on the split; the task and randomization draws do not)."""
+    cloud generators, per-step noise generators). The layout is WorldBatch's: one SeedSequence
+    spawns ``3 total + 1`` children, the task generators by world index, then the noise's parent
+    (which spawns one child per world), then the randomizers' and the clouds' by world index."""
     children = np.random.SeedSequence(seed).spawn(3 * total + 1)
     rngs = [np.random.default_rng(s) for s in children[first:first + count]]
     rand = [np.random.default_rng(s) for s in children[total + 1 + first: total + 1 + first + count]]
     cloud = [np.random.default_rng(s) for s in children[2 * total + 1 + first: 2 * total + 1 + first + count]]
-    noise = children[total] if shards == 1 else children[total].spawn(shards)[shard]
-    return rngs, rand, cloud, np.random.default_rng(noise)
+    noise = [np.random.default_rng(s) for s in children[total].spawn(total)[first:first + count]]
+    return rngs, rand, cloud, noise
 
 
 def split_worlds(total: int, shards: int) -> list[tuple[int, int]]:
@@ -112,6 +108,11 @@ class GivenParams:
         pass
 
 
+# A world batch's generators, one per world each (WorldBatch.seed): task, randomization, point
+# cloud, per-step noise.
+GENERATORS = ("rngs", "rand_rngs", "cloud_rngs", "noise_rngs")
+
+
 def rng_state(g: np.random.Generator) -> dict:
     return g.bit_generator.state
 
@@ -129,13 +130,12 @@ class EnvShard:
     dimensions (if the config has any) always come from the driver's ADR sampler.
     """
 
-    def __init__(self, cfg: EnvConfig, first: int, count: int, total: int, seed, shard: int = 0, shards: int = 1,
+    def __init__(self, cfg: EnvConfig, first: int, count: int, total: int, seed,
                  task_from_driver: bool = False, threads: int = 1):
         from robots_ts.envs.vec_env import BatchedEnv
 
         self.cfg, self.built_seed, self.task_from_driver, self.threads = cfg, seed, task_from_driver, threads
         self.first, self.count, self.total = first, count, total
-        self.shard, self.shards = shard, shards
         self.env = BatchedEnv(replace(cfg, num_envs=count, num_threads=threads, ray_actors=0), seed=0)
         w = self.env.world
         self.task_params, self.adr_params = GivenParams(), GivenParams()
@@ -154,8 +154,7 @@ class EnvShard:
         the episodes' task parameters from the driver or not, as now."""
         from_driver = self.from_driver
         self.close()
-        self.__init__(self.cfg, first, count, self.total, self.built_seed, self.shard, self.shards,
-                      self.task_from_driver, self.threads)
+        self.__init__(self.cfg, first, count, self.total, self.built_seed, self.task_from_driver, self.threads)
         self.use_driver_sampler(from_driver)
 
     def probe(self, seconds: float, min_steps: int = 3) -> dict:
@@ -213,21 +212,16 @@ class EnvShard:
 
     def seed(self, seed) -> None:
         w = self.env.world
-        w.rngs, w.rand_rngs, w.cloud_rngs, w.noise_rng = share_generators(
-            seed, self.first, self.count, self.total, self.shard, self.shards)
+        w.rngs, w.rand_rngs, w.cloud_rngs, w.noise_rngs = share_generators(seed, self.first, self.count, self.total)
 
     def rng_states(self) -> dict:
         w = self.env.world
-        return {"rngs": [rng_state(g) for g in w.rngs], "rand_rngs": [rng_state(g) for g in w.rand_rngs],
-                "cloud_rngs": [rng_state(g) for g in w.cloud_rngs], "noise_rng": rng_state(w.noise_rng)}
+        return {k: [rng_state(g) for g in getattr(w, k)] for k in GENERATORS}
 
     def set_rng_states(self, states: dict) -> None:
         w = self.env.world
-        w.rngs = [generator(s) for s in states["rngs"]]
-        w.rand_rngs = [generator(s) for s in states["rand_rngs"]]
-        w.cloud_rngs = [generator(s) for s in states["cloud_rngs"]]
-        if states.get("noise_rng") is not None:
-            w.noise_rng = generator(states["noise_rng"])
+        for k in GENERATORS:
+            setattr(w, k, [generator(s) for s in states[k]])
 
     def _given(self, task_rows, adr_rows) -> None:
         self.task_params.load(task_rows)

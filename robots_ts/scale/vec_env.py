@@ -32,7 +32,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from robots_ts.config import EnvConfig
 from robots_ts.scale.pool import DriverSamplers, ShardLost, ShardPool, rows_of
-from robots_ts.scale.shard import generator, rng_state
+from robots_ts.scale.shard import GENERATORS, generator, rng_state
 
 
 class DriverWorld:
@@ -71,24 +71,15 @@ class DriverWorld:
     def _generators(self) -> dict:
         if self._mirror is None or not self._changed():
             states = self._env.pool.call_all("rng_states")
-            self._fetched = states
-            self._mirror = {"rngs": [generator(s) for st in states for s in st["rngs"]],
-                            "rand_rngs": [generator(s) for st in states for s in st["rand_rngs"]],
-                            "cloud_rngs": [generator(s) for st in states for s in st["cloud_rngs"]],
-                            "noise_rng": generator(states[0]["noise_rng"])}
+            self._fetched = {k: [s for st in states for s in st[k]] for k in GENERATORS}
+            self._mirror = {k: [generator(s) for s in v] for k, v in self._fetched.items()}
         return self._mirror
 
     def _changed(self) -> bool:
         m, old = self._mirror, self._fetched
         if m is None:
             return False
-        flat_rngs = [s for st in old for s in st["rngs"]]
-        flat_rand = [s for st in old for s in st["rand_rngs"]]
-        flat_cloud = [s for st in old for s in st["cloud_rngs"]]
-        return (any(rng_state(g) != s for g, s in zip(m["rngs"], flat_rngs))
-                or any(rng_state(g) != s for g, s in zip(m["rand_rngs"], flat_rand))
-                or any(rng_state(g) != s for g, s in zip(m["cloud_rngs"], flat_cloud))
-                or rng_state(m["noise_rng"]) != old[0]["noise_rng"])
+        return any(rng_state(g) != s for k in GENERATORS for g, s in zip(m[k], old[k]))
 
     @property
     def rngs(self) -> list[np.random.Generator]:
@@ -103,22 +94,16 @@ class DriverWorld:
         return self._generators()["cloud_rngs"]
 
     @property
-    def noise_rng(self) -> np.random.Generator:
-        """Actor 0's per-step noise generator (the batch's, with one actor)."""
-        return self._generators()["noise_rng"]
+    def noise_rngs(self) -> list[np.random.Generator]:
+        return self._generators()["noise_rngs"]
 
     def push_generators(self) -> None:
-        """Send generator states changed in the driver to the actors (the other actors' per-step
-        noise streams continue as they are)."""
+        """Send generator states changed in the driver to the actors."""
         if self._mirror is None or not self._changed():
             return
         pool, m = self._env.pool, self._mirror
         for k, sl in enumerate(pool.slices):
-            states = {"rngs": [rng_state(g) for g in m["rngs"][sl]],
-                      "rand_rngs": [rng_state(g) for g in m["rand_rngs"][sl]],
-                      "cloud_rngs": [rng_state(g) for g in m["cloud_rngs"][sl]],
-                      "noise_rng": rng_state(m["noise_rng"]) if k == 0 else None}
-            pool.call_again(k, "set_rng_states", states)
+            pool.call_again(k, "set_rng_states", {name: [rng_state(g) for g in m[name][sl]] for name in GENERATORS})
         self._mirror = self._fetched = None
 
     def close(self) -> None:

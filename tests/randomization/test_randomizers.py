@@ -8,7 +8,7 @@ import torch
 from robots_ts.config import (ConfigError, DepthNoiseConfig, EnvConfig, PointNoiseConfig, RandomizationConfig,
                               load_config)
 from robots_ts.envs.vec_env import BatchedEnv
-from robots_ts.sim2real.randomization import DepthSensorModel, noisy_points
+from robots_ts.sim2real.randomization import DepthSensorModel, ProprioNoise, noisy_points
 from robots_ts.envs.backends.backend import BACKENDS
 
 
@@ -237,6 +237,30 @@ def test_depth_model_halves_give_the_same_images_on_one_core_or_many(monkeypatch
     assert not np.array_equal(a[:6], a[6:12])      # the halves draw different noise
 
 
+def test_a_depth_image_s_noise_depends_on_its_own_generator_only():
+    """Each image draws from its world's generator: any slice of a batch, alone (so on one thread,
+    with other blob slot counts beside it), gives that slice's images of the whole batch; the
+    same holds for the point and proprioceptive noise."""
+    cfg = _default_depth_noise()
+    img = np.concatenate([_scene(6)] * 3)
+    strengths = np.linspace(0.0, 1.5, 18)
+    streams = lambda: np.random.default_rng(9).spawn(18)   # noqa: E731
+    whole = DepthSensorModel(cfg, 0.1, 2.5)(img, streams(), strengths)
+    for a, b in ((0, 1), (3, 10), (9, 18)):
+        part = DepthSensorModel(cfg, 0.1, 2.5)(img[a:b], streams()[a:b], strengths[a:b])
+        np.testing.assert_array_equal(part, whole[a:b])
+    pts = np.random.default_rng(0).uniform(0, 0.5, (5, 64, 3)).astype(np.float32)
+    pcfg, box = PointNoiseConfig(jitter=0.003, dropout=0.2, outliers=0.1), ([-0.1, -0.6, -0.02], [1.0, 0.6, 0.8])
+    np.testing.assert_array_equal(noisy_points(pts[2:4], pcfg, np.random.default_rng(1).spawn(5)[2:4], *box),
+                                  noisy_points(pts, pcfg, np.random.default_rng(1).spawn(5), *box)[2:4])
+    noise = ProprioNoise(5, 0.01, 0.0, 0.05, 0.05)
+    q, qd = np.zeros((5, 7)), np.zeros((5, 7))
+    all_q, all_qd = noise.observe(q, qd, np.random.default_rng(2).spawn(5))
+    some_q, some_qd = noise.observe(q[[1, 3]], qd[[1, 3]], [np.random.default_rng(2).spawn(5)[i] for i in (1, 3)], [1, 3])
+    np.testing.assert_array_equal(some_q, all_q[[1, 3]])
+    np.testing.assert_array_equal(some_qd, all_qd[[1, 3]])
+
+
 def test_env_draws_depth_strength_per_episode_from_the_randomization_generators():
     base = ["task=Reach", "num_envs=3", "obs_groups=[proprio,depth]", "depth.width=32", "depth.height=32",
             "randomization=@configs/randomization/default.yaml"]
@@ -292,7 +316,7 @@ def test_depth_model_pixel_shift_reads_its_own_image_within_two_pixels(bank):
         if bank is not None:
             model._bank = NoiseBank(0, size=bank)
         rng = np.random.default_rng(0)
-        dv = []
+        dv, tops = [], []
         for _ in range(8):
             out = model(img, rng)
             world = np.floor(out) - 1
@@ -301,9 +325,9 @@ def test_depth_model_pixel_shift_reads_its_own_image_within_two_pixels(bank):
             assert np.array_equal(world, np.broadcast_to(np.arange(n)[:, None, None], out.shape))
             assert np.abs(src_r - rows).max() <= 2 and np.abs(src_c - cols).max() <= 2
             dv.append((src_r - rows)[:, 2:-2, 2:-2].ravel())
-            top = src_r[:, 0]                                   # edge replicated: row 0 reads rows 0..2
-            assert top.max() <= 2
-        dv = np.concatenate(dv)
+            tops.append(src_r[:, 0].ravel())                    # edge replicated: row 0 reads rows 0..2
+            assert tops[-1].max() <= 2
+        dv, top = np.concatenate(dv), np.concatenate(tops)
         if sigma == 0.5:   # P(rint(0.5 g) = d): 0.683 at 0, 0.157 at +-1, 0.0013 at +-2
             for d, p in ((0, 0.6827), (1, 0.1573), (-1, 0.1573)):
                 assert np.mean(dv == d) == pytest.approx(p, abs=0.015)
@@ -350,16 +374,16 @@ def test_depth_model_blobs_are_disks_inside_their_own_image():
     model = DepthSensorModel(cfg, 0.1, 2.5)
     rng = np.random.default_rng(1)
     for trial in range(30):
-        u = rng.random(n * (1 + 3 * b))
-        slots = u[n:].reshape(3, n, b)
+        count_u, blob_u = rng.random(n), rng.random((n, 3, b))
+        slots = blob_u.transpose(1, 0, 2)                       # a view: (rows, columns, radii) x worlds x slots
         if trial % 2:                                           # centres on the borders
             slots[0, :, 0], slots[1, :, 0] = 0.999, 0.999
             slots[0, :, 1], slots[1, :, 1] = 0.001, 0.5
             slots[0, :, 2], slots[1, :, 2] = 0.5, 0.999
         keep = np.ones((n, h, w), dtype=bool)
-        model._blobs(keep, u, b)
+        model._blobs(keep, count_u, blob_u)
         want = np.ones((n, h, w), dtype=bool)
-        counts = np.minimum((u[:n] * (b + 1)).astype(int), b)
+        counts = np.minimum((count_u * (b + 1)).astype(int), b)
         yy, xx = np.arange(h), np.arange(w)
         for i in range(n):
             for k in range(counts[i]):

@@ -46,22 +46,20 @@ def test_the_worlds_are_dealt_again_only_when_that_shortens_the_step_enough():
 
 def test_a_share_gets_the_generators_the_whole_batch_gives_its_worlds():
     """WorldBatch.seed spawns 3N+1 children of one SeedSequence: task generators by world index,
-    the batch's noise, then the randomizers' and the point clouds' by world index."""
+    the per-step noise's parent (one child per world), then the randomizers' and the point
+    clouds' by world index."""
     n, seed = 6, 17
     children = np.random.SeedSequence(seed).spawn(3 * n + 1)
     whole = [np.random.default_rng(s).random() for s in children[:n]]
+    noise = [np.random.default_rng(s).random() for s in children[n].spawn(n)]
     rand = [np.random.default_rng(s).random() for s in children[n + 1:2 * n + 1]]
     cloud = [np.random.default_rng(s).random() for s in children[2 * n + 1:]]
-    got_task, got_rand, got_cloud = [], [], []
-    for k, (first, count) in enumerate(split_worlds(n, 4)):
-        rngs, rand_rngs, cloud_rngs, _ = share_generators(seed, first, count, n, k, 4)
-        got_task += [g.random() for g in rngs]
-        got_rand += [g.random() for g in rand_rngs]
-        got_cloud += [g.random() for g in cloud_rngs]
-    assert got_task == whole and got_rand == rand and got_cloud == cloud
-    # One share is the whole batch: its per-step noise stream is the batch's.
-    _, _, _, noise = share_generators(seed, 0, n, n)
-    assert noise.random() == np.random.default_rng(children[n]).random()
+    got = {"task": [], "rand": [], "cloud": [], "noise": []}     # share_generators' order
+    for first, count in split_worlds(n, 4):
+        for name, gens in zip(got, share_generators(seed, first, count, n)):
+            got[name] += [g.random() for g in gens]
+    assert got == {"task": whole, "noise": noise, "rand": rand, "cloud": cloud}
+    assert len(set(noise)) == n
 
 
 def test_seeds_and_grids_parse_and_bad_ones_name_the_option():

@@ -310,7 +310,7 @@ def capture_state(cb: TeacherCallback, step: int) -> dict:
             "world_rngs": [r.bit_generator.state for r in env.world.rngs],
             "randomization_rngs": [r.bit_generator.state for r in env.world.rand_rngs],
             "cloud_rngs": [r.bit_generator.state for r in env.world.cloud_rngs],
-            "noise_rng": env.world.noise_rng.bit_generator.state,
+            "noise_rngs": [r.bit_generator.state for r in env.world.noise_rngs],
             "curriculum": sampler.state_dict() if sampler is not None else None,
             "adr": env.world.adr_sampler.state_dict() if env.world.adr_sampler is not None else None,
             "callback": dict(cb.state)}
@@ -325,8 +325,10 @@ def restore_state(state: dict, env: BatchedEnv, cb_state: dict) -> None:
         r.bit_generator.state = s
     for r, s in zip(env.world.cloud_rngs, state.get("cloud_rngs", [])):          # absent before their own stream
         r.bit_generator.state = s
-    if "noise_rng" in state:
-        env.world.noise_rng.bit_generator.state = state["noise_rng"]
+    # Checkpoints before per-world noise streams kept one batch stream ("noise_rng"): it has no
+    # per-world equivalent, so such a run resumes with the streams its seed gives.
+    for r, s in zip(env.world.noise_rngs, state.get("noise_rngs", [])):
+        r.bit_generator.state = s
     if state.get("curriculum") is not None and env.sampler is not None:
         env.sampler.load_state_dict(state["curriculum"])
     if state.get("adr") is not None and env.world.adr_sampler is not None:

@@ -23,11 +23,12 @@ preprocessing reads 0 and NaN (the 32FC1 encoding) as "no return". Pixels with n
 
 Cost: the model runs on every depth observation of the batch (64 worlds x 64 x 64 per control
 step), so it is written as a fixed number of whole-batch numpy passes in float32 into reused
-scratch arrays, with no loop over worlds, pixels or blobs. A call takes all its random numbers
-from one ``rng.random`` call (the offsets of three windows into pre-drawn banks, and the blobs'
-counts, centres and radii); the banks are drawn once per model from its own seed. The same
-generator state gives the same images; they differ from those of the per-blob version of this
-module (the stream changed, the distributions did not).
+scratch arrays, with no loop over pixels or blobs. Each image takes its random numbers from its
+own generator (its world's stream, :mod:`.streams`), in one ``random`` call: the offsets of its
+windows into pre-drawn banks, and its blobs' count, centres and radii. The banks are drawn once
+per model from its own seed. So an image depends on its generator's state only, not on the
+other images of the batch: the same world gives the same images in a batch of any size or in
+any share of a batch split over processes.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from robots_ts.config import DepthNoiseConfig
+from robots_ts.sim2real.randomization.streams import row_streams
 
 _BANK = 1 << 22
 
@@ -48,12 +50,12 @@ def loses_pixels(cfg: DepthNoiseConfig) -> bool:
 
 
 class NoiseBank:
-    """Pre-drawn noise, handed out as windows (views) at random offsets.
+    """Pre-drawn noise, handed out as one window per image at random offsets.
 
     Drawing a million fresh numbers per step cost the env about half its depth throughput on two
-    cores; views of a 4M-entry bank cost nothing. The offsets come from the caller's generator, so
-    the same seed still gives the same images. Windows of consecutive steps overlap now and then:
-    sensor noise, not a statistics experiment.
+    cores; copying one window per image out of a 4M-entry bank costs a fraction of that. The
+    offsets come from each image's generator, so the same seed still gives the same images.
+    Windows overlap now and then: sensor noise, not a statistics experiment.
 
     Each bank is drawn on first use from a stream of its own (the model's seed and the bank's
     name), so which banks a model uses does not change the others:
@@ -140,11 +142,10 @@ class DepthSensorModel:
     lines and rollouts keep past observations).
 
     A batch of at least ``2 * PART_WORLDS`` images is processed in ``PARTS`` halves, each with its
-    own workspace and a generator seeded from the caller's, the second half on a helper thread
-    (numpy's passes release the GIL: on two idle cores 64 images at 64x64 took 4.2 ms instead
-    of 5.8 with per-world strengths, 3.2 instead of 4.1 without). The
-    split depends on the batch size only, never on the machine: the same seed gives the same
-    images on one core or many."""
+    own workspace, the second half on a helper thread (numpy's passes release the GIL: on two
+    idle cores 64 images at 64x64 took 4.2 ms instead of 5.8 with per-world strengths, 3.2
+    instead of 4.1 without). Every image draws from its own generator, so the split changes no
+    image: the same generators give the same images on one core or many."""
 
     PARTS = 2
     PART_WORLDS = 8
@@ -202,16 +203,18 @@ class DepthSensorModel:
         c = self.cfg
         return any(v > 0 for v in (c.pixel_shift, c.axial_noise, c.disparity_step, c.dropout, c.edge_dropout, c.blobs))
 
-    def _blobs(self, keep: np.ndarray, u: np.ndarray, b: int, most: np.ndarray | None = None) -> None:
+    def _blobs(self, keep: np.ndarray, count_u: np.ndarray, blob_u: np.ndarray, most: np.ndarray | None = None) -> None:
         """Clears ``keep`` inside up to ``most[i]`` (or ``blobs``) random disks per image, all
-        images at once, ``b`` slots each: each blob tests the pixels of a fixed square around its
-        centre; those outside its own image are dropped before any index is formed, so a blob
-        never reaches a neighbouring image."""
+        images at once: each blob tests the pixels of a fixed square around its centre; those
+        outside its own image are dropped before any index is formed, so a blob never reaches a
+        neighbouring image. Uniforms: ``count_u`` (n,) each image's count, ``blob_u`` (n, 3, b)
+        its ``b`` slots' rows, columns and radii."""
         c = self.cfg
         n, h, w = keep.shape
+        b = blob_u.shape[2]
         most = np.full(n, b, dtype=np.int64) if most is None else most
-        counts = np.minimum((u[:n] * (most + 1)).astype(np.int64), most)   # uniform on 0..most
-        slots = u[n:].reshape(3, n, b)
+        counts = np.minimum((count_u * (most + 1)).astype(np.int64), most)   # uniform on 0..most
+        slots = blob_u.transpose(1, 0, 2)                                   # (3, n, b)
         world, slot = np.nonzero(np.arange(b)[None, :] < counts[:, None])
         if world.size == 0:
             return
@@ -228,10 +231,11 @@ class DepthSensorModel:
         flat = (world * (h * w))[:, None, None] + pos[0][:, :, None] * w + pos[1][:, None, :]
         keep.reshape(-1)[flat[disk]] = False
 
-    def __call__(self, depth: np.ndarray, rng: np.random.Generator,
-                 strength: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, depth: np.ndarray, rngs, strength: np.ndarray | None = None) -> np.ndarray:
         """(N, H, W) metres -> a noisy (N, H, W) float32 copy, lost pixels at 0. ``depth`` is not
-        modified. ``strength``: one factor per image (see the module's docstring); None is 1."""
+        modified. ``rngs``: one generator per image, its world's (or one generator, split into
+        one child per image: :func:`.streams.row_streams`). ``strength``: one factor per image
+        (see the module's docstring); None is 1."""
         if self._bank is None:
             self._bank = NoiseBank(self._seed)
         clean = np.ascontiguousarray(depth, dtype=np.float32)   # read only
@@ -241,16 +245,16 @@ class DepthSensorModel:
             s = np.asarray(strength, dtype=np.float32).reshape(-1)
             if s.shape != (n,) or not np.all(s >= 0):
                 raise ValueError(f"depth sensor strength: expected {n} non-negative factors, got {strength!r}")
+        rngs = row_streams(rngs, n)
         out = np.empty((n, h, w), dtype=np.float32)
         if self.PARTS < 2 or n < self.PARTS * self.PART_WORLDS:
-            self._apply(clean, rng, s, out, 0)
+            self._apply(clean, rngs, s, out, 0)
             return out
         cuts = np.linspace(0, n, self.PARTS + 1).astype(int)
-        seeds = rng.integers(0, 2 ** 63, self.PARTS)
 
         def part(k: int) -> None:
             a, b = cuts[k], cuts[k + 1]
-            self._apply(clean[a:b], np.random.default_rng(seeds[k]), None if s is None else s[a:b], out[a:b], k)
+            self._apply(clean[a:b], rngs[a:b], None if s is None else s[a:b], out[a:b], k)
 
         if (os.cpu_count() or 1) < 2:
             for k in range(self.PARTS):
@@ -264,27 +268,43 @@ class DepthSensorModel:
             f.result()
         return out
 
-    def _apply(self, clean: np.ndarray, rng: np.random.Generator, s: np.ndarray | None,
-               out: np.ndarray, part: int) -> None:
-        """The model on one contiguous batch ``clean``, written into ``out`` (same shape)."""
+    def _apply(self, clean: np.ndarray, rngs: list, s: np.ndarray | None, out: np.ndarray, part: int) -> None:
+        """The model on one contiguous batch ``clean`` (its images' generators ``rngs``), written
+        into ``out`` (same shape)."""
         c = self.cfg
         bank = self._bank
         n, h, w = clean.shape
-        npix = clean.size
+        hw, npix = h * w, clean.size
         ws = self._workspace(part, n, h, w)
         if s is not None and np.all(s == 1):
             s = None                     # the plain model, same random stream
-        # One draw for the call: three window offsets, then the blobs' counts, centres and radii
-        # (then, with strengths, the offset of the shift mask's window).
-        n_slots = int(c.blobs) if s is None else int(np.ceil(c.blobs * float(s.max())))
-        n_blob = n * (1 + 3 * n_slots) if n_slots > 0 else 0
-        u = rng.random(3 + n_blob + (s is not None))
-        span = bank.size - npix + 1
-        fresh = span <= 0                # a batch larger than the banks draws its own numbers
-        starts = (u[[0, 1, 2, -1]] * max(span, 1)).astype(np.int64)
+        # One draw per image: four window offsets (the shift offsets, the axial noise, the loss
+        # draw, the shift mask), then its blobs' count and slots. An image's draw depends on its
+        # own strength only, so on nothing else in the batch.
+        slots = np.zeros(n, dtype=np.int64)
+        if c.blobs > 0:
+            slots[:] = int(c.blobs) if s is None else np.ceil(c.blobs * s)
+        width = 4 + (1 + 3 * slots) * (c.blobs > 0)
+        draws = [rng.random(int(k)) for rng, k in zip(rngs, width)]
+        offsets = np.empty((n, 4))
+        count_u, blob_u = np.zeros(n), np.zeros((n, 3, int(slots.max(initial=0))))   # unused slots stay 0
+        for k in np.unique(slots):       # the images with k blob slots, together
+            ids = np.flatnonzero(slots == k)
+            d = np.stack([draws[i] for i in ids])
+            offsets[ids] = d[:, :4]
+            if c.blobs > 0:
+                count_u[ids] = d[:, 4]
+                blob_u[ids, :, :k] = d[:, 5:].reshape(len(ids), 3, k)
+        span = bank.size - hw + 1
+        fresh = span <= 0                # an image larger than the banks draws its own numbers
+        starts = (offsets * max(span, 1)).astype(np.int64)
 
-        def window(arr: np.ndarray, i: int) -> np.ndarray:
-            return arr[starts[i]:starts[i] + npix]
+        def window(arr: np.ndarray, j: int) -> np.ndarray:
+            """Each image's window ``j`` into the bank ``arr``, flattened over the batch."""
+            return np.lib.stride_tricks.sliding_window_view(arr, hw)[starts[:, j]].reshape(-1)
+
+        def fresh_draws(draw) -> np.ndarray:
+            return np.concatenate([draw(rng) for rng in rngs])
 
         # The shifted image goes to the workspace when the noise and quantisation steps follow
         # (they write the result), else straight to the result.
@@ -301,15 +321,16 @@ class DepthSensorModel:
             for j, src in ((0, 2), (1, 2), (w + 2, w + 1), (w + 3, w + 1)):   # single columns: cheap
                 rows[:, j] = rows[:, src]
             if fresh:
-                g = np.clip(np.rint(rng.standard_normal((2, npix), dtype=np.float32) * c.pixel_shift), -2, 2)
-                offsets = (g[0] * (w + 4) + g[1]).astype(np.int32)
+                g = fresh_draws(lambda r: r.standard_normal((2, hw), dtype=np.float32)).reshape(n, 2, hw)
+                g = np.clip(np.rint(g * np.float32(c.pixel_shift)), -2, 2)
+                offsets = (g[:, 0] * (w + 4) + g[:, 1]).astype(np.int32).reshape(-1)
             else:
                 offsets = window(bank.shift_offsets(w, float(c.pixel_shift)), 0)
             np.add(ws.padded_index, offsets, out=ws.idx)
             np.take(pad.reshape(-1), ws.idx, out=zs, mode="wrap")   # indices are in range; "wrap" skips the check
             if s is not None:            # a share min(s, 1) of each image's pixels is shifted
                 share = np.minimum(s, np.float32(1.0))[:, None]
-                draw = rng.random(npix, dtype=np.float32) if fresh else window(bank.uniform(), 3)
+                draw = fresh_draws(lambda r: r.random(hw, dtype=np.float32)) if fresh else window(bank.uniform(), 3)
                 unshifted = np.greater_equal(draw.reshape(n, -1), share, out=ws.gone.reshape(n, -1))
                 np.copyto(zs.reshape(n, -1), clean.reshape(n, -1), where=unshifted)
         elif noisy:
@@ -322,7 +343,7 @@ class DepthSensorModel:
                 # pre-scaled bank: five passes.
                 a, b = 0.0019 * c.axial_noise, 0.0012 * c.axial_noise
                 if fresh:
-                    ag = rng.standard_normal(npix, dtype=np.float32) * np.float32(a)
+                    ag = fresh_draws(lambda r: r.standard_normal(hw, dtype=np.float32)) * np.float32(a)
                 else:
                     ag = window(bank.normal(a), 1)
                 np.subtract(zs, np.float32(0.4), out=z)
@@ -353,7 +374,7 @@ class DepthSensorModel:
             np.clip(z, lo, hi, out=z)
         keep = None
         if c.dropout > 0 or c.edge_dropout > 0:
-            draw = rng.random(npix, dtype=np.float32) if fresh else window(bank.uniform(), 2)
+            draw = fresh_draws(lambda r: r.random(hw, dtype=np.float32)) if fresh else window(bank.uniform(), 2)
             keep = ws.keep
             rate = (lambda p: np.float32(p)) if s is None else (lambda p: np.minimum(p * s, 1)[:, None])
             if c.dropout > 0:
@@ -366,12 +387,12 @@ class DepthSensorModel:
                 gone &= self._edges(clean, ws)
                 np.logical_not(gone, out=gone)
                 keep &= gone
-        if n_slots > 0:
+        if blob_u.shape[2] > 0:
             if keep is None:
                 keep = ws.keep
                 keep.fill(True)
             most = None if s is None else np.rint(c.blobs * s).astype(np.int64)
-            self._blobs(keep.reshape(n, h, w), u[3:3 + n_blob], n_slots, most)
+            self._blobs(keep.reshape(n, h, w), count_u, blob_u, most)
         if keep is not None:
             z *= keep                    # lost pixels read 0
         if s is not None and not np.all(s > 0):

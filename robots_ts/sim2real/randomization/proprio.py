@@ -3,11 +3,13 @@ bias per episode (a calibration offset), Gaussian action noise.
 
 The noise levels are kept per world, so a curriculum teacher (ADR) can set a world's joint
 position and action noise for one episode (``reset(..., fixed=...)``); otherwise every world has
-the configured level.
+the configured level. Each world draws its step noise from its own generator (:mod:`.streams`).
 """
 from __future__ import annotations
 
 import numpy as np
+
+from robots_ts.sim2real.randomization.streams import row_streams
 
 
 class ProprioNoise:
@@ -36,17 +38,25 @@ class ProprioNoise:
                 self.pos_sigma[i] = fixed[k].get("joint_pos_noise", self.pos_noise)
                 self.act_sigma[i] = fixed[k].get("action_noise", self.action_noise)
 
-    def observe(self, q: np.ndarray, qd: np.ndarray, rng: np.random.Generator, ids=None):
-        """Noisy copies of joint positions (N, 7) and velocities (N, 7) of worlds ``ids``."""
+    def observe(self, q: np.ndarray, qd: np.ndarray, rngs, ids=None):
+        """Noisy copies of joint positions (N, 7) and velocities (N, 7) of worlds ``ids`` (all when
+        None); ``rngs``: the generators of those worlds, one per row."""
         sel = slice(None) if ids is None else ids
         q = q + self.bias[sel]
-        if self.pos_noise > 0 or "joint_pos_noise" in self.adaptive:
-            q = q + rng.standard_normal(q.shape) * self.pos_sigma[sel][:, None]
-        if self.vel_noise > 0:
-            qd = qd + rng.normal(0.0, self.vel_noise, qd.shape)
+        pos = self.pos_noise > 0 or "joint_pos_noise" in self.adaptive
+        vel = self.vel_noise > 0
+        if pos or vel:
+            width = 7 * (pos + vel)       # one draw per world: positions, then velocities
+            g = np.stack([r.standard_normal(width) for r in row_streams(rngs, len(q))])
+            if pos:
+                q = q + g[:, :7] * self.pos_sigma[sel][:, None]
+            if vel:
+                qd = qd + g[:, -7:] * self.vel_noise
         return q, qd
 
-    def actions(self, a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def actions(self, a: np.ndarray, rngs) -> np.ndarray:
+        """Noisy actions (N, A), each world's row from its own generator (``rngs``, one per row)."""
         if not self.acts:
             return a
-        return np.clip(a + rng.standard_normal(a.shape) * self.act_sigma[:, None], -1.0, 1.0)
+        g = np.stack([r.standard_normal(a.shape[1]) for r in row_streams(rngs, len(a))])
+        return np.clip(a + g * self.act_sigma[:, None], -1.0, 1.0)
