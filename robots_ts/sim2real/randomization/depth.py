@@ -70,6 +70,7 @@ class NoiseBank:
     def __init__(self, seed: int | None, size: int = _BANK):
         self.seed, self.size = seed, size
         self._banks: dict[tuple, np.ndarray] = {}
+        self._views: dict[tuple, np.ndarray] = {}    # windows(): keyed by a bank's id, kept as long as the bank
         self._lock = threading.Lock()    # the halves of a batch may ask for a bank at once
 
     def _get(self, key: tuple, draw) -> np.ndarray:
@@ -80,6 +81,16 @@ class NoiseBank:
                     self._banks[key] = draw()
                 bank = self._banks[key]
         return bank
+
+    def windows(self, bank: np.ndarray, length: int) -> np.ndarray:
+        """Every window of ``length`` entries of one of this object's banks: a read-only strided
+        view (size - length + 1, length), made once per bank and length; a fancy index on its
+        first axis copies one window per row."""
+        key = (id(bank), length)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = np.lib.stride_tricks.sliding_window_view(bank, length)
+        return view
 
     def _rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=key))
@@ -245,16 +256,19 @@ class DepthSensorModel:
             s = np.asarray(strength, dtype=np.float32).reshape(-1)
             if s.shape != (n,) or not np.all(s >= 0):
                 raise ValueError(f"depth sensor strength: expected {n} non-negative factors, got {strength!r}")
+        if s is not None and np.all(s == 1):
+            s = None                     # the plain model, same random stream
         rngs = row_streams(rngs, n)
+        draws = self._draws(rngs, s)     # here, not in the parts: a loop over images holds the GIL
         out = np.empty((n, h, w), dtype=np.float32)
         if self.PARTS < 2 or n < self.PARTS * self.PART_WORLDS:
-            self._apply(clean, rngs, s, out, 0)
+            self._apply(clean, rngs, s, draws, out, 0)
             return out
         cuts = np.linspace(0, n, self.PARTS + 1).astype(int)
 
         def part(k: int) -> None:
             a, b = cuts[k], cuts[k + 1]
-            self._apply(clean[a:b], rngs[a:b], None if s is None else s[a:b], out[a:b], k)
+            self._apply(clean[a:b], rngs[a:b], None if s is None else s[a:b], [d[a:b] for d in draws], out[a:b], k)
 
         if (os.cpu_count() or 1) < 2:
             for k in range(self.PARTS):
@@ -268,26 +282,21 @@ class DepthSensorModel:
             f.result()
         return out
 
-    def _apply(self, clean: np.ndarray, rngs: list, s: np.ndarray | None, out: np.ndarray, part: int) -> None:
-        """The model on one contiguous batch ``clean`` (its images' generators ``rngs``), written
-        into ``out`` (same shape)."""
+    def _draws(self, rngs: list, s: np.ndarray | None) -> list[np.ndarray]:
+        """One draw per image from its own generator: four window offsets (the shift offsets, the
+        axial noise, the loss draw, the shift mask), then its blobs' count and slots (rows,
+        columns, radii). How many it draws depends on its own strength only, so on nothing else
+        in the batch. Returns the offsets (n, 4), the count uniforms (n,) and the slots' (n, 3, b),
+        the slots an image does not have left 0."""
         c = self.cfg
-        bank = self._bank
-        n, h, w = clean.shape
-        hw, npix = h * w, clean.size
-        ws = self._workspace(part, n, h, w)
-        if s is not None and np.all(s == 1):
-            s = None                     # the plain model, same random stream
-        # One draw per image: four window offsets (the shift offsets, the axial noise, the loss
-        # draw, the shift mask), then its blobs' count and slots. An image's draw depends on its
-        # own strength only, so on nothing else in the batch.
+        n = len(rngs)
         slots = np.zeros(n, dtype=np.int64)
         if c.blobs > 0:
             slots[:] = int(c.blobs) if s is None else np.ceil(c.blobs * s)
         width = 4 + (1 + 3 * slots) * (c.blobs > 0)
         draws = [rng.random(int(k)) for rng, k in zip(rngs, width)]
         offsets = np.empty((n, 4))
-        count_u, blob_u = np.zeros(n), np.zeros((n, 3, int(slots.max(initial=0))))   # unused slots stay 0
+        count_u, blob_u = np.zeros(n), np.zeros((n, 3, int(slots.max(initial=0))))
         for k in np.unique(slots):       # the images with k blob slots, together
             ids = np.flatnonzero(slots == k)
             d = np.stack([draws[i] for i in ids])
@@ -295,13 +304,25 @@ class DepthSensorModel:
             if c.blobs > 0:
                 count_u[ids] = d[:, 4]
                 blob_u[ids, :, :k] = d[:, 5:].reshape(len(ids), 3, k)
+        return [offsets, count_u, blob_u]
+
+    def _apply(self, clean: np.ndarray, rngs: list, s: np.ndarray | None, draws: list[np.ndarray],
+               out: np.ndarray, part: int) -> None:
+        """The model on one contiguous batch ``clean`` (its images' generators ``rngs``, for fresh
+        numbers, and their :meth:`_draws`), written into ``out`` (same shape)."""
+        c = self.cfg
+        bank = self._bank
+        n, h, w = clean.shape
+        hw, npix = h * w, clean.size
+        ws = self._workspace(part, n, h, w)
+        offsets, count_u, blob_u = draws
         span = bank.size - hw + 1
         fresh = span <= 0                # an image larger than the banks draws its own numbers
         starts = (offsets * max(span, 1)).astype(np.int64)
 
         def window(arr: np.ndarray, j: int) -> np.ndarray:
-            """Each image's window ``j`` into the bank ``arr``, flattened over the batch."""
-            return np.lib.stride_tricks.sliding_window_view(arr, hw)[starts[:, j]].reshape(-1)
+            """Each image's window ``j`` into the bank ``arr``, copied, flattened over the batch."""
+            return bank.windows(arr, hw)[starts[:, j]].reshape(-1)
 
         def fresh_draws(draw) -> np.ndarray:
             return np.concatenate([draw(rng) for rng in rngs])
