@@ -14,6 +14,7 @@ with its thread count, and one thread is the count every machine has.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -87,6 +88,21 @@ def randomization_name(spec: str) -> str:
 
 
 EVAL_TORCH_THREADS = 1      # every evaluation's torch thread count, unless a caller asks for another
+
+
+def keeps_torch_threads(fn):
+    """Decorates a command that sets torch's thread count for its own work (``torch_threads`` in
+    its config): its caller gets its own count back, however the command ends."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        before = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+    return wrapper
 
 
 @contextlib.contextmanager

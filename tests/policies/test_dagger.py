@@ -151,7 +151,9 @@ def test_cli_run_directory_and_evaluate(tmp_path, capsys):
     cfg = tiny("dagger.iterations=2", "dagger.epochs=1")
     run = tmp_path / "run"
     save_config(cfg, tmp_path / "cfg.yaml")
+    torch.set_num_threads(2)
     assert distill_main([str(tmp_path / "cfg.yaml"), "--run-dir", str(run), "--no-progress"]) == 0
+    assert torch.get_num_threads() == 2      # torch_threads=1 was the run's own
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["iteration"] == 1 and out["run_dir"] == str(run) and out["labels"] == 2 * 16 * 6
     assert json.loads((run / "run.json").read_text())["kind"] == "student"

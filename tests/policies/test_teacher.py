@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from stable_baselines3 import PPO
 
 from robots_ts.cli import main as cli
@@ -20,9 +21,11 @@ TINY = ["env.num_envs=8", "ppo.n_steps=16", "ppo.batch_size=64", "ppo.n_epochs=1
 
 def test_tiny_run_writes_checkpoint_that_ppo_and_evaluate_accept(tmp_path, capsys):
     run = tmp_path / "teacher"
+    torch.set_num_threads(2)
     rc = cli(["train-teacher", "configs/teacher/reach.yaml", "--run-dir", str(run), "--total-steps", "512",
               "checkpoint_every=256", "eval_every=512", *TINY])
     assert rc == 0
+    assert torch.get_num_threads() == 2      # torch_threads=1 was the run's own
     ck = run / "checkpoints"
     pointer = json.loads((ck / "latest.json").read_text())
     assert pointer["step"] >= 512

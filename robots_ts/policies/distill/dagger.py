@@ -35,6 +35,7 @@ from robots_ts.errors import BAD_INPUT, report
 from robots_ts.faults import fault_point
 from robots_ts.envs import make_batched_env
 from robots_ts.envs.vec_env import BatchedEnv
+from robots_ts.evaluate import keeps_torch_threads
 from robots_ts.policies.distill.config import StudentConfig, beta_at, validate
 from robots_ts.policies.distill.dataset import ChunkDataset
 from robots_ts.policies.distill.report import TensorBoardLog, plot_curves
@@ -190,6 +191,7 @@ def check_resumable(run_dir: Path, latest: dict, dataset: ChunkDataset, device: 
     return loaded
 
 
+@keeps_torch_threads
 def distill(cfg: StudentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
             teacher=None) -> dict:
     """Run (or resume) distillation into ``run_dir``; returns the last iteration's metrics record.

@@ -25,6 +25,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from robots_ts.config import ConfigError, load_run_config, save_config
+from robots_ts.evaluate import keeps_torch_threads
 from robots_ts.envs import make_training_env
 from robots_ts.envs.vec_env import BatchedEnv
 from robots_ts.faults import fault_point
@@ -436,6 +437,7 @@ def recorded_paths(cfg: TeacherConfig) -> TeacherConfig:
     return cfg
 
 
+@keeps_torch_threads
 def train_teacher(cfg: TeacherConfig | None = None, run_dir: str | Path | None = None, resume: bool = False,
                   total_steps: int | None = None, runner: Runner | None = None) -> Path:
     """Train (or, with ``resume``, continue) a teacher; returns the run directory.
