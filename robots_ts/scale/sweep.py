@@ -1,12 +1,12 @@
-"""``robots-ts sweep``: many ``train-teacher`` or ``distill`` runs as Ray Tune trials.
+"""``robots-ts sweep``: many ``train-teacher``, ``distill`` or ``refine`` runs as Ray Tune trials.
 
     robots-ts sweep configs/teacher/reach.yaml --seeds 0..4 --grid ppo.learning_rate=3e-4,1e-3 \\
         --cpus-per-run 2 [--ray-address ADDRESS] [--out-dir DIR] [key=value ...]
 
 Every combination of the ``--grid`` values (their product) runs once per seed. A trial runs the
 single-machine command itself, ``robots-ts train-teacher CONFIG key=value ... --seed S --run-dir
-OUT/NAME`` (or ``distill``), in the directory the sweep was started from, so its run directory is
-exactly the one that command writes; the summary records each trial's command. A trial whose run
+OUT/NAME`` (or ``distill``, or ``refine``: told by the config's keys), in the directory the sweep
+was started from, so its run directory is exactly the one that command writes; the summary records each trial's command. A trial whose run
 directory already holds a run resumes it (``--resume``), as does Tune itself for trials an
 interruption stopped: the same ``robots-ts sweep`` line run again restores the Tune experiment
 (``OUT/tune/``) and finishes what is left. Trials that fail are retried (``--max-failures``), each
@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-COMMANDS = ("train-teacher", "distill")
+COMMANDS = ("train-teacher", "distill", "refine")
 NAME_CHARS = re.compile(r"[^A-Za-z0-9._=,+\-\[\]]")
 
 
@@ -125,22 +125,31 @@ def plan_trials(seeds: list[int], grid: list[tuple[str, list[str]]], overrides: 
 
 
 def detect_command(config: str | Path) -> str:
-    """``train-teacher`` for a teacher config (a ``ppo`` section), ``distill`` for a student one."""
+    """``train-teacher`` for a teacher config (a ``ppo`` section), ``distill`` for a student one,
+    ``refine`` for a refinement's (``alpha``, ``base``, ``warmup_steps``: it has a ``ppo`` too)."""
     from robots_ts.config import _load_yaml
 
     keys = set(_load_yaml(Path(config)).keys())
+    if keys & {"base", "base_checkpoint", "alpha", "warmup_steps", "asymmetric_critic", "share", "finetune_ppo"}:
+        return "refine"
     if keys & {"dagger", "student", "teacher", "augment"}:
         return "distill"
     if keys & {"ppo", "total_steps", "checkpoint_every", "eval_every"}:
         return "train-teacher"
     raise ValueError(f"{config}: cannot tell a teacher config (ppo: ...) from a student one (dagger: ...); "
-                     "say which with --command train-teacher|distill")
+                     "say which with --command train-teacher|distill|refine")
 
 
 def trial_config(command: str, config: str, trial: Trial):
-    """The config the trial's command builds, checked as the command checks it."""
+    """The config the trial's command builds, checked as the command checks it (a refinement's as
+    its run records it: with its base's env)."""
     from robots_ts.config import load_config
 
+    if command == "refine":
+        from robots_ts.policies.residual.config import ResidualConfig
+        from robots_ts.policies.residual.train import checked
+
+        return checked(load_config(ResidualConfig, config, [*trial.overrides, f"seed={trial.seed}"]))[0]
     if command == "train-teacher":
         from robots_ts.policies.teacher.config import TeacherConfig
         from robots_ts.policies.teacher.train import validate
@@ -154,8 +163,8 @@ def trial_config(command: str, config: str, trial: Trial):
     return cfg
 
 
-# What a resume may change: a teacher's step budget, a student's iterations.
-RESUMABLE_CHANGES = {"train-teacher": {"total_steps"}, "distill": {"dagger.iterations"}}
+# What a resume may change: a teacher's or refinement's step budget, a student's iterations.
+RESUMABLE_CHANGES = {"train-teacher": {"total_steps"}, "refine": {"total_steps"}, "distill": {"dagger.iterations"}}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -200,18 +209,19 @@ def command_argv(command: str, config: str, trial: Trial, run_dir: Path) -> list
 
 
 def resume_argv(command: str, cfg, run_dir: Path) -> list[str]:
-    if command == "train-teacher":
+    if command in ("train-teacher", "refine"):
         return [command, "--resume", str(run_dir), "--total-steps", str(cfg.total_steps)]
     return [command, "--resume", str(run_dir), "--iterations", str(cfg.dagger.iterations)]
 
 
 # ------------------------------------------------------------------------------ results
 def final_metrics(command: str, run_dir: Path) -> dict:
-    """What a finished run ends on: a teacher's last rollout and evaluation, a student's last iteration."""
+    """What a finished run ends on: a teacher's (or refinement's) last rollout and evaluation, a
+    student's last iteration."""
     from robots_ts.runs import read_jsonl
 
     recs = read_jsonl(Path(run_dir) / "metrics.jsonl") if (Path(run_dir) / "metrics.jsonl").exists() else []
-    if command == "train-teacher":
+    if command in ("train-teacher", "refine"):
         roll = [r for r in recs if "steps_per_s" in r]
         ev = [r for r in recs if "eval_success_rate" in r]
         out = {}
@@ -354,7 +364,7 @@ def table(summary: dict) -> str:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="robots-ts sweep", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("config", help="teacher or student config, e.g. configs/teacher/reach.yaml")
+    ap.add_argument("config", help="teacher, student or refinement config, e.g. configs/teacher/reach.yaml")
     ap.add_argument("overrides", nargs="*", help="key=value overrides for every trial")
     ap.add_argument("--seeds", required=True, help="0..4 (inclusive), a seed, or a comma list")
     ap.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",

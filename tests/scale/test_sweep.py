@@ -77,3 +77,33 @@ def test_a_bad_trial_config_stops_the_sweep_before_any_run(tmp_path):
     with pytest.raises(ValueError, match=r"sweep trial ppo.learning_rate=-1_s0: ppo.learning_rate: expected a posi"):
         run_sweep("train-teacher", CONFIG, trials, tmp_path / "sweep")
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("cluster", ["local"], indirect=True)
+def test_a_sweep_of_refinements_equals_the_single_machine_runs(cluster, tmp_path, capsys):
+    """refine configs sweep too: each trial's run directory is the one ``robots-ts refine`` writes
+    (its config as the run records it, with the base's env), and the sweep run again restores."""
+    from robots_ts.scale.sweep import detect_command
+    from tests.export.conftest import make_student_run
+
+    config = "configs/residual/reach_depth.yaml"
+    assert detect_command(config) == "refine"
+    base = make_student_run(tmp_path / "base", "depth", 0, 11)
+    tiny = [f"base={base}", "env.num_envs=2", "env.num_threads=1", "ppo.n_steps=16", "ppo.batch_size=32",
+            "ppo.n_epochs=1", "ppo.net_arch=[16]", "eval_episodes=2", "eval_envs=2", "checkpoint_every=64",
+            "eval_every=64", "warmup_steps=32", "torch_threads=1", "total_steps=64"]
+    trials = plan_trials([0], parse_grid(["alpha=[0.05],[0.3]"]), tiny, threads=1)
+    for trial in trials:
+        assert cli(command_argv("refine", config, trial, tmp_path / "single" / trial.name)) == 0
+    summary = run_sweep("refine", config, trials, tmp_path / "sweep", cpus_per_run=1, verbose=0)
+    assert [r["status"] for r in summary["trials"]] == ["done"] * 2
+    for row, trial in zip(summary["trials"], trials):
+        mine, theirs = Path(row["run_dir"]), tmp_path / "single" / trial.name
+        assert (mine / "config.yaml").read_text() == (theirs / "config.yaml").read_text()
+        assert metrics(mine) == metrics(theirs)
+        assert row["metrics"]["steps"] == 64 and row["metrics"]["eval_steps"] == 64
+    assert metrics(Path(summary["trials"][0]["run_dir"])) != metrics(Path(summary["trials"][1]["run_dir"]))
+    capsys.readouterr()
+    again = run_sweep("refine", config, trials, tmp_path / "sweep", cpus_per_run=1, verbose=0)
+    assert "restoring the interrupted Tune experiment" in capsys.readouterr().err
+    assert [r["metrics"] for r in again["trials"]] == [r["metrics"] for r in summary["trials"]]

@@ -282,17 +282,25 @@ def train_residual(cfg: ResidualConfig | None = None, run_dir: str | Path | None
         runner = RUNNERS[kind]()
         teacher_train.prepare_resume(run_dir, total_steps, runner)
         return teacher_train.train_teacher(run_dir=run_dir, resume=True, total_steps=total_steps, runner=runner)
-    validate(cfg)
+    cfg, base = checked(cfg)
     runner = RUNNERS[cfg.mode]()
-    runner.base = load_base(cfg)
+    runner.base = base
+    teacher_train.check_fresh_run_dir(run_dir)
+    return teacher_train.train_teacher(cfg, run_dir, runner=runner)
+
+
+def checked(cfg: ResidualConfig):
+    """(the config a new refinement runs with, as its run records it, and its loaded base), after
+    every check a new run makes before it touches its run directory."""
+    validate(cfg)
+    base = load_base(cfg)
     if cfg.mode == "finetune":
         from robots_ts.policies.residual.finetune import check_base
 
-        check_base(runner.base)
-    cfg = resolved(cfg, runner.base)
+        check_base(base)
+    cfg = resolved(cfg, base)
     validate(cfg)
-    teacher_train.check_fresh_run_dir(run_dir)
-    return teacher_train.train_teacher(cfg, run_dir, runner=runner)
+    return cfg, base
 
 
 def _checkpoint(run_dir: Path, checkpoint: str, device: str):
