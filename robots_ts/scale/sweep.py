@@ -6,11 +6,11 @@
 Every combination of the ``--grid`` values (their product) runs once per seed. A trial runs the
 single-machine command itself, ``robots-ts train-teacher CONFIG key=value ... --seed S --run-dir
 OUT/NAME`` (or ``distill``, or ``refine``: told by the config's keys), in the directory the sweep
-was started from, so its run directory is exactly the one that command writes; the summary records each trial's command. A trial whose run
-directory already holds a run resumes it (``--resume``), as does Tune itself for trials an
-interruption stopped: the same ``robots-ts sweep`` line run again restores the Tune experiment
-(``OUT/tune/``) and finishes what is left. Trials that fail are retried (``--max-failures``), each
-retry resuming the run.
+was started from, so its run directory is exactly the one that command writes; the summary
+records each trial's command. A trial whose run directory already holds a run resumes it
+(``--resume``), as does Tune itself for trials an interruption stopped: the same ``robots-ts
+sweep`` line run again restores the Tune experiment (``OUT/tune/``) and finishes what is left.
+Trials that fail are retried (``--max-failures``), each retry resuming the run.
 
 Each trial reserves ``--cpus-per-run`` CPUs (fractions below 1 pack several trials on a core);
 unless the overrides set ``env.num_threads``, a trial's env steps on that many threads (at least

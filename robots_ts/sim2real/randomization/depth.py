@@ -26,9 +26,9 @@ step), so it is written as a fixed number of whole-batch numpy passes in float32
 scratch arrays, with no loop over pixels or blobs. Each image takes its random numbers from its
 own generator (its world's stream, :mod:`.streams`), in one ``random`` call: the offsets of its
 windows into pre-drawn banks, and its blobs' count, centres and radii. The banks are drawn once
-per model from its own seed. So an image depends on its generator's state only, not on the
-other images of the batch: the same world gives the same images in a batch of any size or in
-any share of a batch split over processes.
+per model from its own seed. So an image depends on its own generator's state only, not on the
+other images of the batch: a world's images are the same in whichever share of a batch split over
+processes it steps.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Per-world random streams of the per-step randomizers (sensor and action noise).
 
 Each world draws its step noise from a generator of its own (``WorldBatch.noise_rngs``, spawned
-by world index), so the noise a world sees does not depend on how many worlds share its batch
-or on how a batch is split over processes (``robots_ts.scale``): the same seed gives the same
-trajectories either way. The randomizers take the generators of the worlds they act on, one
+by world index), so the noise a world sees depends neither on the other worlds' draws nor on how
+a batch is split over processes (``robots_ts.scale``): the same seed gives the same trajectories
+however the worlds are split. The randomizers take the generators of the worlds they act on, one
 per row; a standalone call may pass one generator instead, which is split into one child per row.
 """
 from __future__ import annotations
