@@ -97,11 +97,8 @@ def keeps_torch_threads(fn):
     def wrapper(*args, **kwargs):
         import torch
 
-        before = torch.get_num_threads()
-        try:
+        with torch_threads(torch.get_num_threads()):   # the count as it is now, given back on exit
             return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(before)
     return wrapper
 
 
