@@ -38,6 +38,7 @@ steps, started together; efficiency = summed rate / (K x one process's rate).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -89,7 +90,10 @@ def bench_scale(config: str = DEFAULT_CONFIG, num_envs: int = 32, actors: list[i
                 block_steps: int = 50, blocks: int = 7, ppo_steps: int = 8192, ppo_block_steps: int = 4096,
                 ppo_pairs: int = 5, seed: int = 0, address: str | None = None, overrides: list[str] = (),
                 settle_s: float = 30.0, warmup_pairs: int = 1, compare_splits: bool = False,
-                slow_actor: float = 1.0, pin_actors: bool = False) -> dict:
+                slow_actor: float = 1.0, pin_actors: bool = False, progress=None) -> dict:
+    """The record (``complete``: true). ``progress``: called with the record so far (``complete``:
+    false) after the one-actor baseline and after each further actor count, so a run stopped
+    by a time limit keeps what it measured (``--out`` writes each)."""
     import ray
     import torch
 
@@ -132,6 +136,13 @@ def bench_scale(config: str = DEFAULT_CONFIG, num_envs: int = 32, actors: list[i
         out["pinned_cpus"] = {}
     if compare_splits:
         out["splits"], out["parallel_efficiency_speed"] = {}, {}
+
+    def measured(what: str) -> None:
+        print(f"bench scale: {what} measured ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+        if progress is not None:
+            progress(copy.deepcopy({**out, "load_average": [round(x, 2) for x in os.getloadavg()],
+                                    "wall_s": round(time.time() - t0, 1), "complete": False}))
+
     # One actor against one in-process thread, interleaved; then PPO on both, interleaved.
     local = warm(BatchedEnv(cfg.env, seed=seed))
     one = warm(RayVecEnv(cfg.env, seed=seed, actors=1))
@@ -167,6 +178,7 @@ def bench_scale(config: str = DEFAULT_CONFIG, num_envs: int = 32, actors: list[i
             statistics.median(_rate(every, block_steps, rng) for _ in range(blocks)), 1)
     finally:
         every.close()
+    measured("the in-process env and 1 actor")
     for k in placeable:
         if k == 1:
             continue
@@ -190,8 +202,10 @@ def bench_scale(config: str = DEFAULT_CONFIG, num_envs: int = 32, actors: list[i
         out["parallel_efficiency"][str(k)] = round(out["env_steps_per_s"]["ray"][str(k)] / (k * one_rate), 3)
         if compare_splits:
             out["parallel_efficiency_speed"][str(k)] = round(out["splits"][str(k)]["speed"] / (k * one_rate), 3)
+        measured(f"{k} actors")
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     out["wall_s"] = round(time.time() - t0, 1)
+    out["complete"] = True
     return out
 
 
@@ -295,7 +309,8 @@ def main(argv=None) -> int:
     ap.add_argument("--processes", help="instead: the machine's ceiling without Ray, K independent processes "
                                         "of --num-envs worlds each for these comma-separated K (must include 1), "
                                         "--block-steps steps each")
-    ap.add_argument("--out", help="also write the JSON record here")
+    ap.add_argument("--out", help="also write the JSON record here (after each actor count, marked complete: "
+                                  "false, so a stopped run keeps what it measured)")
     ap.add_argument("--json", action="store_true", help="print the record as JSON")
     args = ap.parse_args(argv)
     bad = [o for o in args.overrides if "=" not in o]
@@ -316,6 +331,14 @@ def main(argv=None) -> int:
         ap.error("--compare-splits, --slow-actor and --pin-actors measure Ray actors; --processes runs without Ray")
     if actors is not None and min(actors) < 1:
         ap.error(f"--actors: expected positive counts, got {args.actors!r}")
+    save = None
+    if args.out:            # the record so far after each stage, then the whole one
+        from pathlib import Path
+
+        from robots_ts.runs import atomic_write_json
+
+        def save(rec: dict) -> None:
+            atomic_write_json(Path(args.out), rec)
     if args.processes:
         try:
             counts = [int(k) for k in args.processes.split(",")]
@@ -329,13 +352,9 @@ def main(argv=None) -> int:
                           args.ppo_block_steps, args.ppo_pairs, address=args.ray_address, overrides=args.overrides,
                           settle_s=args.settle_s, warmup_pairs=args.warmup_pairs,
                           compare_splits=args.compare_splits, slow_actor=args.slow_actor,
-                          pin_actors=args.pin_actors)
-    if args.out:
-        from pathlib import Path
-
-        from robots_ts.runs import atomic_write_json
-
-        atomic_write_json(Path(args.out), res)
+                          pin_actors=args.pin_actors, progress=save)
+    if save is not None:
+        save(res)
     if args.json:
         print(json.dumps(res, indent=1))
     elif args.processes:

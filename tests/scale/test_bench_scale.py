@@ -26,13 +26,30 @@ def test_a_tiny_scale_bench_reports_rates_ratios_and_costs(cluster, tmp_path, ca
 
 
 @pytest.mark.parametrize("cluster", ["local"], indirect=True)
-def test_compare_splits_deals_the_worlds_of_a_slow_actor_by_speed_and_times_both_deals(cluster, tmp_path, capsys):
+def test_compare_splits_deals_the_worlds_of_a_slow_actor_by_speed_and_times_both_deals(cluster, tmp_path, capsys,
+                                                                                       monkeypatch):
     """``--compare-splits --slow-actor 3 --pin-actors``: the last of 2 actors steps three times
-    slower, the probe deals it one world of four, and both deals are timed in alternating blocks."""
+    slower, the probe deals it one world of four, and both deals are timed in alternating blocks.
+    ``--out`` holds the record so far after each actor count, then the whole one."""
+    import robots_ts.runs
+
+    written, write = [], robots_ts.runs.atomic_write_json
+
+    def keep(path, rec):            # what each write put in the file, then the write itself
+        written.append(json.loads(json.dumps(rec)))
+        write(path, rec)
+
+    monkeypatch.setattr(robots_ts.runs, "atomic_write_json", keep)
+    out = tmp_path / "scale.json"
     assert main(["--json", "--num-envs", "4", "--blocks", "2", "--block-steps", "5", "--ppo-steps", "256",
                  "--ppo-block-steps", "256", "--ppo-pairs", "1", "--actors", "1,2", "--settle-s", "0",
-                 "--compare-splits", "--slow-actor", "3", "--pin-actors", "ppo.batch_size=64"]) == 0
-    res = json.loads(capsys.readouterr().out)
+                 "--compare-splits", "--slow-actor", "3", "--pin-actors", "--out", str(out), "ppo.batch_size=64"]) == 0
+    captured = capsys.readouterr()
+    res = json.loads(captured.out)
+    assert [w["complete"] for w in written] == [False, False, True] and written[-1] == res
+    assert list(written[0]["env_steps_per_s"]["ray"]) == ["1"] and written[0]["parallel_efficiency"] == {}
+    assert written[1]["parallel_efficiency"] == res["parallel_efficiency"] and json.loads(out.read_text()) == res
+    assert "bench scale: 2 actors measured" in captured.err
     sp = res["splits"]["2"]
     assert res["pinned_cpus"]["2"] == [[0], [1 % os.cpu_count()]]       # actor k on core k mod cores
     assert res["slow_actor"] == 3.0 and sp["worlds_even"] == [2, 2]
