@@ -39,3 +39,22 @@ def test_ppo_over_two_actors_learns_and_resumes_as_in_process(cluster, tmp_path,
     assert ours == theirs
     dealt = [r.pop("worlds_per_actor") for r in runs["speed"] if "diverged_episodes" in r]
     assert dealt == [[3, 1]] * 3 and runs["speed"] == theirs
+
+
+@pytest.mark.parametrize("cluster", ["local"], indirect=True)
+def test_a_randomized_run_over_two_actors_writes_the_in_process_metrics_resume_included(cluster, tmp_path):
+    """Under configs/randomization/default.yaml (physics, joint and action noise, delays, kicks)
+    each world draws its per-step noise from its own stream, so two actors write the in-process
+    run's metrics, and the resume restores every world's noise stream into the actors."""
+    from robots_ts.cli import main as cli
+
+    runs = {}
+    for actors in (0, 2):
+        run = tmp_path / f"actors{actors}"
+        assert cli(["train-teacher", "configs/teacher/reach.yaml", *TINY_PPO, f"env.ray_actors={actors}",
+                    "env.randomization=@configs/randomization/default.yaml", "--total-steps", "128",
+                    "--run-dir", str(run)]) == 0
+        assert cli(["train-teacher", "--resume", str(run), "--total-steps", "192"]) == 0
+        runs[actors] = run_metrics(run)
+    assert [r["steps"] for r in runs[2] if "diverged_episodes" in r] == [64, 128, 192]
+    assert runs[2] == runs[0]
