@@ -161,8 +161,8 @@ class ShardPool:
         its share for ``seconds`` (default :data:`PROBE_S`) at once (:meth:`EnvShard.probe`), and
         the worlds are dealt again in proportion to the measured rates when that shortens a
         synchronous step by :data:`MIN_GAIN` at least (:func:`choose_split`); then :meth:`deal`.
-        A world's draws depend on its index only, so the deal changes no episode (per-step noise
-        aside, which is one stream per actor). Returns and keeps the record (``balance_record``):
+        A world's draws, per-step noise included, depend on its index only, so the deal changes
+        no episode. Returns and keeps the record (``balance_record``):
         rates, the old and new world counts, the predicted gain."""
         seconds = PROBE_S if seconds is None else float(seconds)
         probes = self.call_all("probe", seconds)
