@@ -1,6 +1,6 @@
-"""Point-cloud noise, each cloud from its world's own generator: Gaussian jitter, dropout (dropped points become copies
-of random kept ones, so the cloud keeps its size and a max-pool cannot tell), and outliers drawn
-uniformly in the crop box."""
+"""Point-cloud noise, each cloud from its world's own generator: Gaussian jitter, dropout (dropped
+points become copies of random kept ones, so the cloud keeps its size and a max-pool cannot
+tell), and outliers drawn uniformly in the crop box."""
 from __future__ import annotations
 
 import numpy as np
