@@ -31,9 +31,11 @@ the per-pair ratios (speed over even), the probe's record, and ``parallel_effici
 machine of equal ones. ``--pin-actors`` keeps actor k of every K >= 2 on core ``k mod cores`` of
 its machine (with a process pinned to one of the cores beside it, a real cluster of unequal cores).
 
-``--processes 1,2,4,8`` measures the machine's ceiling instead, without Ray: K independent
-processes, each stepping its own in-process env of ``--num-envs`` worlds for ``--block-steps``
-steps, started together; efficiency = summed rate / (K x one process's rate).
+``--processes 1,2,4,8`` measures the machine's ceiling instead: K independent worker processes
+(Ray tasks of one CPU; nothing of Ray inside their timed loops), each stepping its own in-process
+env of ``--num-envs`` worlds for ``--block-steps`` steps, started together behind a barrier;
+efficiency = summed rate / (K x one process's rate). A new local instance is left ``--settle-s``
+seconds first.
 """
 from __future__ import annotations
 
@@ -232,8 +234,12 @@ def _compare_splits(env, blocks: int, block_steps: int, rng) -> dict:
             "worlds_even": [c for _, c in even], "balance": record}
 
 
-def _process_worker(cfg_env, steps: int, seed: int, barrier, out) -> None:
-    """One process of :func:`bench_processes`: its own in-process env, timed after the barrier."""
+def _ceiling_worker(cfg_env, steps: int, seed: int, barrier) -> tuple[float, float]:
+    """One worker of :func:`bench_processes` (a Ray task of one CPU): its own in-process env,
+    warmed, then timed once every worker of its count has arrived at ``barrier``. Returns the
+    rate and the wall-clock time its timed loop started."""
+    import ray
+
     from robots_ts.envs.vec_env import BatchedEnv
 
     env = BatchedEnv(cfg_env, seed=seed)
@@ -241,44 +247,72 @@ def _process_worker(cfg_env, steps: int, seed: int, barrier, out) -> None:
         env.reset()
         rng = np.random.default_rng(seed)
         _rate(env, 10, rng)
-        barrier.wait()
-        out.put(_rate(env, steps, rng))
+        ray.get(barrier.wait.remote())
+        started = time.time()
+        return _rate(env, steps, rng), started
     finally:
         env.close()
 
 
+class _Barrier:
+    """An asynchronous Ray actor (no CPU) whose ``wait`` returns once ``n`` callers are waiting."""
+
+    def __init__(self, n: int):
+        import asyncio
+
+        self.n, self.arrived, self.all_in = n, 0, asyncio.Event()
+
+    async def wait(self) -> None:
+        self.arrived += 1
+        if self.arrived >= self.n:
+            self.all_in.set()
+        await self.all_in.wait()
+
+
 def bench_processes(config: str = DEFAULT_CONFIG, num_envs: int = 32, counts: list[int] = (1, 2),
-                    steps: int = 60, seed: int = 0, overrides: list[str] = ()) -> dict:
-    """The machine's own parallel ceiling, without Ray: K independent processes, each stepping its
-    own in-process env of ``num_envs`` worlds on one thread, started together behind a barrier.
-    ``efficiency`` at K is their summed rate over K times the one-process rate: what any scale-out
-    of these worlds over K cores could reach at best on this machine."""
-    import multiprocessing as mp
+                    steps: int = 60, seed: int = 0, overrides: list[str] = (), address: str | None = None,
+                    settle_s: float = 30.0) -> dict:
+    """The machine's own parallel ceiling: K independent workers, each stepping its own in-process
+    env of ``num_envs`` worlds on one thread, started together behind a barrier. The workers are
+    Ray tasks of one CPU each, but nothing of Ray runs inside the timed loops (no messages, no
+    shared worlds). ``efficiency`` at K is their summed rate over K times the one-worker rate:
+    what any scale-out of these worlds over K cores could reach at best on this machine (or, on a
+    joined cluster, on the cores Ray gives the tasks). The first count starts ``settle_s`` seconds
+    after a local instance was started, once its own start-up work is done (as in
+    :func:`bench_scale`)."""
+    import ray
 
     from robots_ts.config import load_config
     from robots_ts.policies.teacher.config import TeacherConfig
+    from robots_ts.scale.cluster import check_cpus, connect
 
     if 1 not in counts:
         raise ValueError(f"--processes: the one-process baseline must be measured, got {list(counts)}")
     t0 = time.time()
     cfg = load_config(TeacherConfig, config, [*overrides, f"env.num_envs={num_envs}", "env.num_threads=1",
                                               "env.ray_actors=0"])
-    ctx = mp.get_context("spawn")
-    rates = {}
+    settled_at = None if ray.is_initialized() else time.perf_counter() + settle_s
+    connect(address)
+    check_cpus(max(counts), f"--processes {max(counts)}")
+    if settled_at is not None:
+        time.sleep(max(0.0, settled_at - time.perf_counter()))
+    worker = ray.remote(num_cpus=1, max_retries=0)(_ceiling_worker)
+    barrier_actor = ray.remote(num_cpus=0)(_Barrier)
+    rates, spread = {}, {}
     for k in sorted(counts):
-        barrier, queue = ctx.Barrier(k), ctx.Queue()
-        procs = [ctx.Process(target=_process_worker, args=(cfg.env, steps, seed + i, barrier, queue)) for i in range(k)]
-        for proc in procs:
-            proc.start()
-        rates[k] = [queue.get(timeout=600) for _ in range(k)]
-        for proc in procs:
-            proc.join()
+        barrier = barrier_actor.remote(k)
+        done = ray.get([worker.remote(cfg.env, steps, seed + i, barrier) for i in range(k)], timeout=600)
+        ray.kill(barrier)
+        rates[k] = [rate for rate, _ in done]
+        spread[k] = max(t for _, t in done) - min(t for _, t in done)
     one = rates[1][0]
     return {"benchmark": "scale_processes", "config": config, "overrides": list(overrides), "task": cfg.env.task,
             "num_envs_per_process": num_envs, "steps": steps, "machine_cores": os.cpu_count(),
+            "settle_s": None if settled_at is None else settle_s,
             "env_steps_per_s": {str(k): {"sum": round(sum(r), 1), "each": [round(x, 1) for x in r]}
                                 for k, r in rates.items()},
             "efficiency": {str(k): round(sum(r) / (k * one), 3) for k, r in rates.items() if k != 1},
+            "start_spread_s": {str(k): round(s, 4) for k, s in spread.items() if k != 1},
             "load_average": [round(x, 2) for x in os.getloadavg()], "wall_s": round(time.time() - t0, 1)}
 
 
@@ -295,7 +329,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ppo-block-steps", type=int, default=4096, help="PPO steps per interleaved block (one actor)")
     ap.add_argument("--ppo-pairs", type=int, default=5, help="interleaved PPO block pairs (one actor)")
     ap.add_argument("--settle-s", type=float, default=30.0,
-                    help="unmeasured one-actor pairs until this many seconds after Ray started (default 30)")
+                    help="unmeasured one-actor pairs until this many seconds after Ray started (default 30); "
+                         "with --processes, the wait before the first count")
     ap.add_argument("--warmup-pairs", type=int, default=1, help="unmeasured one-actor pairs at least (default 1)")
     ap.add_argument("--compare-splits", action="store_true",
                     help="for each K >= 2 also deal the worlds by the actors' speed (env.ray_split=speed) and "
@@ -306,8 +341,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pin-actors", action="store_true",
                     help="keep actor k of each K >= 2 on core k mod cores (Linux)")
     ap.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else a local instance)")
-    ap.add_argument("--processes", help="instead: the machine's ceiling without Ray, K independent processes "
-                                        "of --num-envs worlds each for these comma-separated K (must include 1), "
+    ap.add_argument("--processes", help="instead: the machine's ceiling, K independent worker processes (Ray "
+                                        "tasks, no Ray in their timed loops) of --num-envs worlds each for these comma-separated K (must include 1), "
                                         "--block-steps steps each")
     ap.add_argument("--out", help="also write the JSON record here (after each actor count, marked complete: "
                                   "false, so a stopped run keeps what it measured)")
@@ -328,7 +363,8 @@ def main(argv=None) -> int:
     if not args.slow_actor >= 1:
         ap.error(f"--slow-actor: expected a factor >= 1, got {args.slow_actor}")
     if args.processes and (args.compare_splits or args.slow_actor != 1.0 or args.pin_actors):
-        ap.error("--compare-splits, --slow-actor and --pin-actors measure Ray actors; --processes runs without Ray")
+        ap.error("--compare-splits, --slow-actor and --pin-actors measure Ray actors; --processes measures "
+                 "independent workers")
     if actors is not None and min(actors) < 1:
         ap.error(f"--actors: expected positive counts, got {args.actors!r}")
     save = None
@@ -346,7 +382,8 @@ def main(argv=None) -> int:
             ap.error(f"--processes: expected comma-separated integers, got {args.processes!r}")
         if min(counts) < 1 or 1 not in counts:
             ap.error(f"--processes: expected positive counts including 1, got {args.processes!r}")
-        res = bench_processes(args.config, args.num_envs, counts, args.block_steps, overrides=args.overrides)
+        res = bench_processes(args.config, args.num_envs, counts, args.block_steps, overrides=args.overrides,
+                              address=args.ray_address, settle_s=args.settle_s)
     else:
         res = bench_scale(args.config, args.num_envs, actors, args.block_steps, args.blocks, args.ppo_steps,
                           args.ppo_block_steps, args.ppo_pairs, address=args.ray_address, overrides=args.overrides,

@@ -63,9 +63,12 @@ def test_compare_splits_deals_the_worlds_of_a_slow_actor_by_speed_and_times_both
     assert "--slow-actor: expected a factor >= 1" in capsys.readouterr().err
 
 
-def test_the_process_ceiling_runs_independent_processes_and_needs_the_one_process_baseline(tmp_path, capsys):
-    """``--processes``: K processes of their own worlds each, no Ray; the efficiency is the summed
-    rate over K times the one process's, and a count list without 1 is refused by name."""
+@pytest.mark.parametrize("cluster", ["local"], indirect=True)
+def test_the_process_ceiling_runs_independent_workers_together_and_needs_the_one_process_baseline(
+        cluster, tmp_path, capsys):
+    """``--processes``: K workers (Ray tasks) of their own worlds each, whose timed loops start
+    together; the efficiency is the summed rate over K times the one worker's. A count list
+    without 1, or a count the cluster cannot place at once, is refused by name."""
     out = tmp_path / "ceiling.json"
     assert main(["--processes", "1,2", "--num-envs", "2", "--block-steps", "5", "--json", "--out", str(out)]) == 0
     res = json.loads(capsys.readouterr().out)
@@ -74,6 +77,9 @@ def test_the_process_ceiling_runs_independent_processes_and_needs_the_one_proces
     assert len(rates["1"]["each"]) == 1 and len(rates["2"]["each"]) == 2
     assert rates["2"]["sum"] == pytest.approx(sum(rates["2"]["each"]), abs=0.2)
     assert res["efficiency"]["2"] == pytest.approx(rates["2"]["sum"] / (2 * rates["1"]["sum"]), abs=2e-3)
+    assert 0 <= res["start_spread_s"]["2"] < 0.5          # behind the barrier, not one after the other
     with pytest.raises(SystemExit):
         main(["--processes", "2,4"])
     assert "--processes: expected positive counts including 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--processes 4 needs 4 CPUs, the Ray cluster has 2"):
+        main(["--processes", "1,4", "--num-envs", "2", "--block-steps", "5"])
