@@ -366,12 +366,12 @@ def test_depth_model_edges_are_bends_of_inverse_depth_within_each_image():
 
 
 def test_depth_model_blobs_are_disks_inside_their_own_image():
-    """The batched blobs against one blob at a time over its bounding box, from the same draws
+    """The compiled blobs against one blob at a time over its bounding box, from the same draws
     (each world's count, then its blobs' rows, columns and radii as uniforms), with centres at
     the image borders and corners."""
+    from robots_ts.sim2real.randomization.depth_kernel import _blobs
+
     n, h, w, b = 6, 16, 20, 3
-    cfg = DepthNoiseConfig(blobs=b, blob_radius=[1.0, 6.0])
-    model = DepthSensorModel(cfg, 0.1, 2.5)
     rng = np.random.default_rng(1)
     for trial in range(30):
         count_u, blob_u = rng.random(n), rng.random((n, 3, b))
@@ -380,10 +380,11 @@ def test_depth_model_blobs_are_disks_inside_their_own_image():
             slots[0, :, 0], slots[1, :, 0] = 0.999, 0.999
             slots[0, :, 1], slots[1, :, 1] = 0.001, 0.5
             slots[0, :, 2], slots[1, :, 2] = 0.5, 0.999
-        keep = np.ones((n, h, w), dtype=bool)
-        model._blobs(keep, count_u, blob_u)
-        want = np.ones((n, h, w), dtype=bool)
         counts = np.minimum((count_u * (b + 1)).astype(int), b)
+        keep = np.ones((n, h, w), dtype=bool)
+        for i in range(n):
+            _blobs(keep[i].reshape(-1), h, w, counts[i], blob_u[i], 1.0, 6.0)
+        want = np.ones((n, h, w), dtype=bool)
         yy, xx = np.arange(h), np.arange(w)
         for i in range(n):
             for k in range(counts[i]):
