@@ -38,7 +38,7 @@ class PointsConfig:
     remove_table: bool = True
     table_fit: bool = False   # fit the table plane per cloud (a camera off its calibration; real robots)
     voxel: float = 0.008      # metres; 0 disables the voxel grid
-    downsample: str = "voxel"  # "voxel" (numpy, seeded random subset) or "fps" (open3d)
+    downsample: str = "voxel"  # "voxel" (voxel grid, then a seeded random subset) or "fps" (open3d)
 
 
 @dataclass

@@ -118,3 +118,80 @@ except RuntimeError as exc:
     assert out.returncode == 0, out.stderr
     assert "ERROR: depth rendering needs an OpenGL backend" in out.stdout
     assert "libegl1" in out.stdout
+
+
+def _maker_and_images(voxel: float, n_images: int = 6, size: int = 48):
+    """A cloud maker on the scene camera and depth images of a bumpy surface under it, some pixels
+    at the far plane (no surface)."""
+    from robots_ts.envs.sensors import PointCloudMaker
+
+    cam = camera("scene")
+    maker = PointCloudMaker(np.asarray(cam.pos), cam.rotation(), size, size, cam.fovy, num_points=size * size,
+                            crop_low=[-0.1, -0.6, -0.02], crop_high=[1.0, 0.6, 0.8], remove_table=True,
+                            voxel=voxel, far=2.5)
+    rng = np.random.default_rng(3)
+    base = np.linalg.norm(cam.pos)
+    imgs = (base + rng.normal(0, 0.15, (n_images, size, size))).astype(np.float32)
+    imgs[:, :5] = 2.5
+    return maker, imgs, np.asarray(cam.pos), cam.rotation(), cam.fovy
+
+
+@pytest.mark.parametrize("voxel", [0.0, 0.004, 0.03])
+def test_a_cloud_keeps_the_first_point_of_each_voxel_in_pixel_order(voxel):
+    """Back-projection, crop and voxel grid against numpy: every pixel's point through the camera
+    model, the pixels nearer than the far plane whose point lies in the crop box, then the first
+    of them in each voxel (np.unique on the voxel keys), in pixel order. With more output rows
+    than points, the cloud starts with exactly those points."""
+    maker, imgs, cam_pos, cam_rot, fovy = _maker_and_images(voxel)
+    size = imgs.shape[1]
+    rays = camera_rays(size, size, fovy).reshape(-1, 3) @ cam_rot.T
+    kept_counts = []
+    for i, img in enumerate(imgs):
+        z = img.reshape(-1)
+        pts = cam_pos + rays * z[:, None]
+        keep = (z < 2.5 - 1e-3) & np.all((pts >= maker.low) & (pts <= maker.high), axis=1)
+        pts = pts[keep]
+        if voxel > 0:
+            idx = np.floor((pts - maker.low) / voxel).astype(np.int64)
+            keys = (idx[:, 0] * maker._ny + idx[:, 1]) * maker._nz + idx[:, 2]
+            pts = pts[np.sort(np.unique(keys, return_index=True)[1])]
+        out = np.empty((size * size, 3), np.float32)
+        maker(img, np.random.default_rng(i), out)
+        np.testing.assert_array_equal(out[:len(pts)], pts.astype(np.float32))
+        kept_counts.append(len(pts))
+    assert min(kept_counts) > 100
+    if voxel == 0.03:                        # coarse voxels: most points share one
+        assert max(kept_counts) < 0.5 * size * size
+
+
+def test_one_cloud_maker_serves_concurrent_worker_threads():
+    """The backends' worker threads make their worlds' clouds at the same time with one maker:
+    each thread's clouds equal those made one after the other."""
+    import threading
+
+    maker, imgs, *_ = _maker_and_images(0.004, n_images=8, size=96)
+    num = 256
+    want = np.empty((len(imgs), num, 3), np.float32)
+    maker.num_points = num
+    for i, img in enumerate(imgs):
+        maker(img, np.random.default_rng(i), want[i])
+    got = np.zeros_like(want)
+    errors = []
+
+    def work(ids):
+        try:
+            for _ in range(100):
+                for i in ids:
+                    maker(imgs[i], np.random.default_rng(i), got[i])
+                    if not np.array_equal(got[i], want[i]):
+                        errors.append(i)
+        except Exception as exc:      # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(ids,)) for ids in ([0, 2, 4, 6], [1, 3, 5, 7])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    np.testing.assert_array_equal(got, want)
