@@ -1,7 +1,7 @@
 """Tiny runs to export: a teacher trained for 128 steps (as tests/test_cli_errors.py trains one) and
 students of random weights with non-trivial normalization, saved the way distillation saves them
 (feed-forward depth, recurrent depth, points, and depth reading the `history` group of its last
-actions). Exported once per session in both formats."""
+actions, which also fills lost pixels: `depth_fill`). Exported once per session in both formats."""
 import numpy as np
 import pytest
 import torch
@@ -28,7 +28,7 @@ def student_env(encoder: str, history: bool = False) -> EnvConfig:
                      depth=DepthConfig(width=16, height=12), points=PointsConfig(num_points=64, width=32, height=24))
 
 
-def make_student_run(run, encoder: str, gru: int, seed: int, history: bool = False):
+def make_student_run(run, encoder: str, gru: int, seed: int, history: bool = False, depth_fill: int = 0):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     env = student_env(encoder, history)
@@ -36,7 +36,8 @@ def make_student_run(run, encoder: str, gru: int, seed: int, history: bool = Fal
         else {"proprio": [23], "points": [env.points.num_points, 3]}
     if history:
         spec["history"] = [env.action_history * 4]
-    model = Student(StudentNetConfig(encoder=encoder, gru_hidden=gru, depth_norm="pixel", **SMALL), spec, 4,
+    model = Student(StudentNetConfig(encoder=encoder, gru_hidden=gru, depth_norm="pixel", depth_fill=depth_fill,
+                                     **SMALL), spec, 4,
                     (env.depth.near, env.depth.far))
     norm = {"proprio_mean": rng.normal(0, 0.5, 23).tolist(), "proprio_std": rng.uniform(0.2, 2.0, 23).tolist()}
     if encoder == "depth":
@@ -62,7 +63,7 @@ def runs(tmp_path_factory):
             "depth": make_student_run(root / "depth", "depth", 0, 1),
             "depth_gru": make_student_run(root / "depth_gru", "depth", 8, 2),
             "points": make_student_run(root / "points", "points", 0, 3),
-            "depth_history": make_student_run(root / "depth_history", "depth", 0, 4, history=True)}
+            "depth_history": make_student_run(root / "depth_history", "depth", 0, 4, history=True, depth_fill=2)}
 
 
 @pytest.fixture(scope="session")

@@ -66,8 +66,9 @@ def test_random_observations_any_batch(runs, exports, kind, fmt):
         assert np.all(np.abs(got) <= 1.0)
         inside += int(np.sum(np.abs(want) < 0.999))
     assert inside > 10, "the comparison should not be all clipped actions"
-    if kind == "depth":
-        # No return (0, NaN, inf) reads as far, as the student's own preprocessing reads it.
+    if kind in ("depth", "depth_history"):
+        # No return (0, NaN, inf) reads as the student's own preprocessing reads it: far, or
+        # (depth_fill, the history student) filled from its neighbours, in the exported graph too.
         obs = graph.sample(2, rng)
         obs["depth"][0, 0, :4, :] = np.nan
         obs["depth"][1, 0, :, :3] = 0.0
@@ -75,7 +76,10 @@ def test_random_observations_any_batch(runs, exports, kind, fmt):
         np.testing.assert_allclose(ours.act(obs), policy.act(obs), rtol=0, atol=ATOL)
         far = dict(obs, depth=np.where(np.isfinite(obs["depth"]) & (obs["depth"] > 0), obs["depth"], 2.5)
                    .astype(np.float32))
-        np.testing.assert_allclose(ours.act(obs), ours.act(far), rtol=0, atol=1e-6)
+        if kind == "depth":
+            np.testing.assert_allclose(ours.act(obs), ours.act(far), rtol=0, atol=1e-6)
+        else:
+            assert np.abs(ours.act(obs) - ours.act(far)).max() > 1e-4      # filled, not read far
 
 
 def record_rollout(run, export_dirs, steps=25, seed=7):

@@ -97,6 +97,15 @@ def proprio_fields(control: str, command_names=()) -> dict[str, slice]:
     return proprio_layout(control, tuple(command_names)).slices()
 
 
+def box_sums(x: torch.Tensor) -> torch.Tensor:
+    """Sums over each pixel's 3x3 neighbourhood of images (B, C, H, W), zero outside: a row pass
+    and a column pass of shifted adds (on the CPU about three times faster than ``avg_pool2d``, and
+    plain Pad, Slice and Add in an exported graph)."""
+    p = F.pad(x, (1, 1, 1, 1))
+    rows = p[..., :, :-2] + p[..., :, 1:-1] + p[..., :, 2:]
+    return rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]
+
+
 class Student(nn.Module):
     def __init__(self, cfg: StudentNetConfig, obs_spec: dict[str, list[int]], action_dim: int,
                  depth_range: tuple[float, float] = (0.1, 2.5), proprio_fields: dict[str, slice] | None = None):
@@ -227,18 +236,19 @@ class Student(nn.Module):
     def read_depth(self, depth: torch.Tensor) -> torch.Tensor:
         """Depth images (B, 1, H, W) in metres as the CNN reads them: no data (0 in 16UC1 drivers
         and the randomized sensor, NaN in 32FC1) filled from valid neighbours ``depth_fill``
-        times, the rest read far (no return), clamped to [near, far]."""
+        times, the rest read far (no return), clamped to [near, far].
+
+        Each pass gives every lost pixel with a valid neighbour the mean of its valid 3x3
+        neighbours; a valid depth is positive, so ``z > 0`` marks what is valid so far. A batch
+        without a lost pixel (a clean render) skips the passes, which would change nothing, except
+        when traced for export: the exported graph always fills."""
         lost = ~(depth > 0) | torch.isinf(depth)          # NaN compares false: lost
-        if self.cfg.depth_fill > 0:
-            valid = (~lost).to(depth.dtype)
+        if self.cfg.depth_fill > 0 and (torch.jit.is_tracing() or bool(lost.any())):
             z = torch.where(lost, torch.zeros_like(depth), depth)
             for _ in range(int(self.cfg.depth_fill)):
-                total = F.avg_pool2d(z, 3, 1, 1, count_include_pad=False)
-                weight = F.avg_pool2d(valid, 3, 1, 1, count_include_pad=False)
-                fill = (valid == 0) & (weight > 0)
-                z = torch.where(fill, total / weight.clamp_min(1e-6), z)
-                valid = torch.where(fill, torch.ones_like(valid), valid)
-            lost = valid == 0
+                known = z > 0
+                z = torch.where(known, z, box_sums(z) / box_sums(known.to(z.dtype)).clamp_min(1e-6))
+            lost = ~(z > 0)
             depth = z
         depth = torch.where(lost, torch.full_like(depth, self.far), depth)
         return depth.clamp(self.near, self.far)
