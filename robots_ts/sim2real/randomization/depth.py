@@ -113,10 +113,10 @@ class NoiseBank:
 
 
 class DepthSensorModel:
-    """The sensor model, batched over worlds. The noise banks are
-    built on first use and reused, so one instance serves one caller at a time (each env owns its
-    own); every call returns a newly allocated array, so results never alias earlier ones (delay
-    lines and rollouts keep past observations).
+    """The sensor model, batched over worlds. The noise banks are built on first use and reused,
+    so one instance serves one caller at a time (each env owns its own); every call returns a
+    newly allocated array, so results never alias earlier ones (delay lines and rollouts keep past
+    observations).
 
     A batch of at least ``2 * PART_WORLDS`` images is processed in ``PARTS`` halves, the second
     half on a helper thread (the compiled loop releases the GIL: on two idle cores 64 images at

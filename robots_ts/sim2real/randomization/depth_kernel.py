@@ -35,11 +35,13 @@ _JIT = dict(nogil=True, cache=True, error_model="numpy")
 @numba.njit(**_JIT)
 def _edges(img: np.ndarray, w: int, threshold: np.float32, inv: np.ndarray, hit: np.ndarray,
            edge: np.ndarray) -> None:
-    """``edge`` marks the pixels next to a bend of inverse depth above ``threshold`` in ``img``
-    (one image flattened, rows of ``w``): for each pixel whose neighbours on both sides (in its
-    row, or in its column) lie in the image, the second difference of 1 / max(z, 1e-3) there; a
-    bend marks the centre and both neighbours. ``inv`` and ``hit``: scratch of the same size.
-    Loops without branches, so that they vectorize."""
+    """``edge`` marks the pixels next to a depth discontinuity of ``img`` (one clean image
+    flattened, rows of ``w``): where inverse depth, which is linear across any plane (so a table
+    seen at a grazing angle has no edges), bends by more than ``threshold``. For each pixel whose
+    neighbours on both sides (in its row, or in its column) lie in the image, the second
+    difference of 1 / max(z, 1e-3) there; a bend marks the centre and both neighbours, both sides
+    of the jump: the projector's shadow and the mixed pixels of a real sensor. ``inv`` and
+    ``hit``: scratch of the same size. Loops without branches, so that they vectorize."""
     hw = img.size
     for p in range(hw):
         inv[p] = np.float32(1.0) / max(img[p], _F1E3)
