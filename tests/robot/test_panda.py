@@ -183,3 +183,38 @@ def test_decimated_visual_mesh_stays_within_millimetres_of_the_original(link):
     pts = np.asarray(original.sample_points_uniformly(20000).points, dtype=np.float32)
     dist = scene.compute_distance(o3d.core.Tensor(pts)).numpy()
     assert np.percentile(dist, 99) < 0.006
+
+
+def test_decimated_meshes_are_kept_and_read_back_by_later_processes_without_open3d(tmp_path, monkeypatch):
+    """A process that builds a scene decimates the meshes once and keeps them in the temp folder; a
+    later process reads the same arrays back without importing open3d, and a torn file is made
+    again."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    path = str(urdf_dir() / "meshes" / "visual" / "link6.obj")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    decimated.cache_clear()
+    try:
+        vert, face = decimated(path, VISUAL_FACES)
+        kept = list(tmp_path.glob("robots_ts_link6_*.npz"))
+        assert len(kept) == 1
+        code = ("import sys, hashlib; from robots_ts.robot.meshes import decimated; "
+                f"v, f = decimated({path!r}, {VISUAL_FACES}); "
+                "print('open3d' in sys.modules, hashlib.sha1(v.tobytes() + f.tobytes()).hexdigest())")
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "TMPDIR": str(tmp_path)},
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["False", hashlib.sha1(vert.tobytes() + face.tobytes()).hexdigest()]
+        kept[0].write_bytes(b"torn")                      # a file cut short: made again, not trusted
+        decimated.cache_clear()
+        again = decimated(path, VISUAL_FACES)
+        np.testing.assert_array_equal(again[0], vert)
+        np.testing.assert_array_equal(again[1], face)
+        with np.load(kept[0]) as f:
+            np.testing.assert_array_equal(f["vertices"], vert)
+    finally:
+        decimated.cache_clear()
