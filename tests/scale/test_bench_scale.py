@@ -7,6 +7,14 @@ import pytest
 from robots_ts.bench.scale import main
 
 
+def efficiency_of(rate_k: float, rate_1: float, k: int):
+    """``rate_k / (k rate_1)`` of two rates the record rounds to 0.1 steps/s, as the record's own
+    figure (rounded to 3 decimals) may differ from it: by that rounding, relative to the rates. On a
+    loaded machine a starved worker steps a few dozen times a second, and it is not small."""
+    eff = rate_k / (k * rate_1)
+    return pytest.approx(eff, abs=5e-4 + eff * (0.05 / rate_k + 0.05 / rate_1))
+
+
 @pytest.mark.parametrize("cluster", ["local"], indirect=True)
 def test_a_tiny_scale_bench_reports_rates_ratios_and_costs(cluster, tmp_path, capsys):
     out = tmp_path / "scale.json"
@@ -56,8 +64,7 @@ def test_compare_splits_deals_the_worlds_of_a_slow_actor_by_speed_and_times_both
     assert sp["balance"]["worlds"] == [3, 1] and sp["balance"]["applied"]
     assert sp["balance"]["rates"][0] > 1.5 * sp["balance"]["rates"][1]
     assert len(sp["ratios"]) == 2 and sp["even"] > 0 and sp["speed"] > 0
-    assert res["parallel_efficiency_speed"]["2"] == pytest.approx(sp["speed"] / (2 * res["env_steps_per_s"]["ray"]["1"]),
-                                                                 abs=2e-3)
+    assert res["parallel_efficiency_speed"]["2"] == efficiency_of(sp["speed"], res["env_steps_per_s"]["ray"]["1"], 2)
     with pytest.raises(SystemExit):
         main(["--slow-actor", "0.5"])
     assert "--slow-actor: expected a factor >= 1" in capsys.readouterr().err
@@ -76,7 +83,7 @@ def test_the_process_ceiling_runs_independent_workers_together_and_needs_the_one
     rates = res["env_steps_per_s"]
     assert len(rates["1"]["each"]) == 1 and len(rates["2"]["each"]) == 2
     assert rates["2"]["sum"] == pytest.approx(sum(rates["2"]["each"]), abs=0.2)
-    assert res["efficiency"]["2"] == pytest.approx(rates["2"]["sum"] / (2 * rates["1"]["sum"]), abs=2e-3)
+    assert res["efficiency"]["2"] == efficiency_of(rates["2"]["sum"], rates["1"]["sum"], 2)
     assert 0 <= res["start_spread_s"]["2"] < 0.5          # behind the barrier, not one after the other
     with pytest.raises(SystemExit):
         main(["--processes", "2,4"])
