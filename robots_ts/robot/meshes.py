@@ -47,9 +47,12 @@ def decimated(path: str, faces: int) -> tuple[np.ndarray, np.ndarray]:
         mesh.remove_unreferenced_vertices()
     vert, face = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.triangles, dtype=np.int32)
     tmp = cache.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, vertices=vert, faces=face)
-    os.replace(tmp, cache)               # whole files only: a reader never sees half of one
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, vertices=vert, faces=face)
+        os.replace(tmp, cache)           # whole files only: a reader never sees half of one
+    except OSError:                      # a temp folder we cannot write: no cache, same meshes
+        tmp.unlink(missing_ok=True)
     return vert, face
 
 

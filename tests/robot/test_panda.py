@@ -185,6 +185,25 @@ def test_decimated_visual_mesh_stays_within_millimetres_of_the_original(link):
     assert np.percentile(dist, 99) < 0.006
 
 
+def test_a_temp_folder_that_cannot_be_written_costs_the_mesh_cache_not_the_meshes(tmp_path, monkeypatch):
+    """Decimating still gives the meshes when the temp folder cannot take the cache file."""
+    import tempfile
+
+    path = str(urdf_dir() / "meshes" / "visual" / "link6.obj")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    decimated.cache_clear()
+    try:
+        vert, face = decimated(path, VISUAL_FACES)
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))     # no such folder
+        decimated.cache_clear()
+        again = decimated(path, VISUAL_FACES)
+        np.testing.assert_array_equal(again[0], vert)
+        np.testing.assert_array_equal(again[1], face)
+        assert not (tmp_path / "gone").exists()
+    finally:
+        decimated.cache_clear()
+
+
 def test_decimated_meshes_are_kept_and_read_back_by_later_processes_without_open3d(tmp_path, monkeypatch):
     """A process that builds a scene decimates the meshes once and keeps them in the temp folder; a
     later process reads the same arrays back without importing open3d, and a torn file is made
